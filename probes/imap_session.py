@@ -1,0 +1,360 @@
+"""One IMAP session on aioimaplib's protocol, with the gaps of aioimaplib 2.0.3 filled in.
+
+We drive `IMAP4ClientProtocol` on a transport we open ourselves, so that plain, STARTTLS and implicit
+TLS connections all report a lost connection at once, STARTTLS works (send the command, upgrade the
+transport with loop.start_tls, re-read capabilities) and every command runs under our own timeout
+and fails fast when the server says BYE or the connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from aioimaplib import aioimaplib
+
+from probes.errors import (
+    AuthError,
+    ConnectError,
+    ProbeError,
+    ProbeTimeout,
+    ProtocolError,
+    ResolveError,
+    TLSError,
+)
+from probes.tls import not_after
+
+Security = Literal["starttls", "tls", "plain"]
+T = TypeVar("T")
+PHASE = "imap"
+
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_EXISTS = re.compile(rb"^(\d+) EXISTS$")
+_FETCH_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+
+
+@dataclass(frozen=True, slots=True)
+class ImapEndpoint:
+    """Where and how to watch a mailbox."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+    password: str
+    tls_context: ssl.SSLContext
+    timeout: float = 30.0
+    mailbox: str = "INBOX"
+    source_address: str | None = None
+
+
+class SessionLost(ConnectError):
+    """The server closed the session (BYE, reset, restart)."""
+
+
+def parse_internaldate(text: str) -> float | None:
+    """INTERNALDATE (`22-Nov-2026 01:02:03 +0100`) as Unix seconds, None if garbled."""
+    try:
+        return datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+    except ValueError:
+        return None
+
+
+class ImapSession:
+    """A logged-in, selected IMAP session; every call raises ProbeError on trouble."""
+
+    def __init__(self, endpoint: ImapEndpoint, clock: Callable[[], float] = time.time) -> None:
+        self.endpoint = endpoint
+        self._clock = clock
+        self._lost = asyncio.Event()
+        self._protocol = aioimaplib.IMAP4ClientProtocol(asyncio.get_running_loop(), self._on_lost)
+        self._transport: asyncio.BaseTransport | None = None
+        self.uidvalidity: int | None = None
+        self.uidnext: int | None = None
+        self.cert_not_after: float | None = None
+        self.commands = 0  # IMAP commands sent in this session (for cost figures)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _on_lost(self, _exc: Exception | None) -> None:
+        self._lost.set()
+
+    @property
+    def alive(self) -> bool:
+        """False once the server has closed the session."""
+        return not self._lost.is_set()
+
+    @property
+    def capabilities(self) -> set[str]:
+        """The server's current capability list (upper case)."""
+        return {str(c).upper() for c in self._protocol.capabilities}
+
+    async def _call(self, what: str, step: Awaitable[T], timeout: float | None = None) -> T:
+        """Await `step` under a timeout, failing fast when the connection drops."""
+        limit = self.endpoint.timeout if timeout is None else timeout
+        task: asyncio.Future[T] = asyncio.ensure_future(step)
+        lost: asyncio.Future[Any] = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, lost}, timeout=limit, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            lost.cancel()
+        if task in done:
+            try:
+                return task.result()
+            except ProbeError:
+                raise
+            except (aioimaplib.Abort, aioimaplib.Error) as exc:
+                raise ProtocolError(f"IMAP {what}: {exc}", phase=PHASE) from exc
+            except aioimaplib.CommandTimeout as exc:
+                raise ProbeTimeout(f"IMAP {what} timed out", phase=PHASE) from exc
+            except ssl.SSLError as exc:
+                raise TLSError(f"IMAP {what}: {exc}", phase=PHASE) from exc
+            except OSError as exc:
+                raise ConnectError(f"IMAP {what}: {exc}", phase=PHASE) from exc
+        task.cancel()
+        if self._lost.is_set():
+            raise SessionLost(f"IMAP session closed by server during {what}", phase=PHASE)
+        raise ProbeTimeout(f"IMAP {what} timed out after {limit:g}s", phase=PHASE)
+
+    async def _command(self, name: str, *args: str, prefix: str = "") -> Any:
+        command = aioimaplib.Command(name, self._protocol.new_tag(), *args, prefix=prefix)
+        self.commands += 1
+        response = await self._call(name, self._protocol.execute(command))
+        self._check_bye(response.lines)
+        return response
+
+    def _check_bye(self, lines: list[Any]) -> None:
+        for line in lines:
+            if isinstance(line, bytes) and line.startswith(b"BYE"):
+                self.close()
+                raise SessionLost(f"server said {line[:80]!r}", phase=PHASE)
+
+    # -- connection -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, negotiate TLS, log in and select the mailbox."""
+        ep = self.endpoint
+        loop = asyncio.get_running_loop()
+        use_ssl = ep.tls_context if ep.security == "tls" else None
+        local = (ep.source_address, 0) if ep.source_address else None
+        try:
+            self._transport, _ = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: self._protocol,
+                    ep.host,
+                    ep.port,
+                    ssl=use_ssl,
+                    server_hostname=ep.host if use_ssl else None,
+                    local_addr=local,
+                ),
+                ep.timeout,
+            )
+        except TimeoutError as exc:
+            raise ProbeTimeout(
+                f"IMAP connect to {ep.host}:{ep.port} timed out", phase=PHASE
+            ) from exc
+        except socket.gaierror as exc:
+            raise ResolveError(f"cannot resolve {ep.host}: {exc.strerror}", phase=PHASE) from exc
+        except ssl.SSLError as exc:
+            raise TLSError(f"IMAP TLS with {ep.host}:{ep.port}: {exc}", phase=PHASE) from exc
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot connect to {ep.host}:{ep.port}: {exc}", phase=PHASE
+            ) from exc
+        await self._call("greeting", self._protocol.wait("NONAUTH|AUTH"))
+        if ep.security == "starttls":
+            await self._starttls()
+        if ep.security != "plain":
+            self.cert_not_after = not_after(self._ssl_object())
+        await self._login()
+        await self._select()
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        if self._transport is None:
+            return None
+        obj = self._transport.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    async def _starttls(self) -> None:
+        if "STARTTLS" not in self.capabilities:
+            raise TLSError("server does not offer STARTTLS", phase=PHASE)
+        response = await self._command("STARTTLS")
+        if response.result != "OK":
+            raise TLSError(f"STARTTLS refused: {response.lines[-1:]}", phase=PHASE)
+        loop = asyncio.get_running_loop()
+        assert self._transport is not None  # noqa: S101 - set by open()
+        try:
+            new_transport = await asyncio.wait_for(
+                loop.start_tls(
+                    self._transport,  # type: ignore[arg-type]
+                    self._protocol,
+                    self.endpoint.tls_context,
+                    server_hostname=self.endpoint.host,
+                ),
+                self.endpoint.timeout,
+            )
+        except TimeoutError as exc:
+            raise ProbeTimeout("IMAP TLS handshake timed out", phase=PHASE) from exc
+        except (ssl.SSLError, ssl.CertificateError, ConnectionError) as exc:
+            raise TLSError(f"IMAP STARTTLS handshake: {exc}", phase=PHASE) from exc
+        if new_transport is None:
+            raise TLSError("STARTTLS upgrade returned no transport", phase=PHASE)
+        self._transport = new_transport
+        self._protocol.transport = new_transport
+        self.commands += 1
+        # Capabilities may differ after TLS (e.g. LOGINDISABLED goes away): re-read them.
+        await self._call("CAPABILITY", self._protocol.capability())
+
+    async def _login(self) -> None:
+        ep = self.endpoint
+        self.commands += 1
+        response = await self._call("LOGIN", self._protocol.login(ep.username, ep.password))
+        if response.result != "OK":
+            raise AuthError(f"IMAP login refused for {ep.username}", phase=PHASE)
+
+    async def _select(self) -> None:
+        self.commands += 1
+        response = await self._call("SELECT", self._protocol.select(self.endpoint.mailbox))
+        if response.result != "OK":
+            raise ProtocolError(f"cannot select {self.endpoint.mailbox}", phase=PHASE)
+        blob = b" ".join(line for line in response.lines if isinstance(line, bytes))
+        if m := _UIDVALIDITY.search(blob):
+            self.uidvalidity = int(m.group(1))
+        if m := _UIDNEXT.search(blob):
+            self.uidnext = int(m.group(1))
+
+    def close(self) -> None:
+        """Drop the connection at once (never reused after a timeout)."""
+        if self._transport is not None:
+            self._transport.abort()  # type: ignore[attr-defined]
+        self._lost.set()
+
+    async def logout(self) -> None:
+        """Say goodbye politely, within a short bound, then close."""
+        if self.alive:
+            with contextlib.suppress(ProbeError):
+                await self._call("LOGOUT", self._protocol.logout(), timeout=2.0)
+        self.close()
+
+    # -- mailbox operations -----------------------------------------------------------------
+    async def noop(self) -> bool:
+        """Send NOOP; True when the server reported new messages (EXISTS)."""
+        response = await self._command("NOOP")
+        return any(isinstance(x, bytes) and _EXISTS.match(x) for x in response.lines)
+
+    async def probe_candidates(self, first_uid: int, header: str) -> list[int]:
+        """UIDs >= first_uid of messages that carry `header` (a server-side filter, no fetch)."""
+        response = await self._command(
+            "SEARCH", "UID", f"{max(first_uid, 1)}:*", "HEADER", header, '""', prefix="UID"
+        )
+        uids: list[int] = []
+        for line in response.lines[:-1]:
+            if not isinstance(line, bytes):
+                continue
+            words = line.split()
+            if words and words[0] == b"SEARCH":
+                words = words[1:]
+            uids.extend(int(w) for w in words if w.isdigit())
+        # `n:*` always matches the highest UID even when it is below n.
+        return sorted(u for u in uids if u >= first_uid)
+
+    async def fetch_headers(self, uid: int) -> tuple[float | None, bytes] | None:
+        """INTERNALDATE and the header block of one message, without setting \\Seen."""
+        response = await self._command(
+            "FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER])", prefix="UID"
+        )
+        meta = b""
+        literal = b""
+        for line in response.lines:
+            if isinstance(line, bytes | bytearray) and b"FETCH (" in line:
+                meta += bytes(line)
+            elif isinstance(line, bytearray) and not literal:
+                literal = bytes(line)
+        m_uid = _FETCH_UID.search(meta)
+        if not literal or (m_uid and int(m_uid.group(1)) != uid):
+            return None
+        m_date = _INTERNALDATE.search(meta)
+        internaldate = parse_internaldate(m_date.group(1).decode()) if m_date else None
+        return internaldate, literal
+
+    async def remove(self, uid: int, move_to: str | None) -> bool:
+        """Delete (or move) one message by UID; False when the server offers no safe way."""
+        caps = self.capabilities
+        if move_to:
+            if "MOVE" not in caps:
+                return False
+            await self._command("MOVE", str(uid), _quote(move_to), prefix="UID")
+            return True
+        # Plain EXPUNGE would also remove other messages flagged \Deleted by their owner:
+        # only UID EXPUNGE (UIDPLUS) removes exactly ours.
+        if "UIDPLUS" not in caps:
+            return False
+        await self._command("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)", prefix="UID")
+        await self._command("EXPUNGE", str(uid), prefix="UID")
+        return True
+
+    async def idle(self, timeout: float, wake: asyncio.Event) -> bool:
+        """IDLE until the server reports new mail, `wake` is set or `timeout` passes.
+
+        Returns True when new mail (EXISTS) was announced.
+        """
+        if "IDLE" not in self.capabilities:
+            raise ProtocolError("server does not support IDLE", phase=PHASE)
+        protocol = self._protocol
+        self.commands += 1
+        idle_task = asyncio.ensure_future(protocol.idle())
+        try:
+            await self._call("IDLE", protocol.wait_for_idle_response())
+            if not protocol.has_pending_idle_command():
+                raise ProtocolError("server refused IDLE", phase=PHASE)
+            got_new = await self._idle_wait(timeout, wake)
+            protocol.idle_done()
+            await self._call("IDLE DONE", asyncio.shield(idle_task))
+            self._check_bye(idle_task.result().lines)
+            return got_new
+        finally:
+            if not idle_task.done():
+                idle_task.cancel()
+
+    async def _idle_wait(self, timeout: float, wake: asyncio.Event) -> bool:
+        queue = self._protocol.idle_queue
+        deadline = asyncio.get_running_loop().time() + timeout
+        waker = asyncio.ensure_future(wake.wait())
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0 or wake.is_set():
+                    return False
+                pushed = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {pushed, waker, lost}, timeout=remaining, return_when="FIRST_COMPLETED"
+                )
+                if pushed not in done:
+                    pushed.cancel()
+                    if lost in done:
+                        raise SessionLost("IMAP session closed by server during IDLE", phase=PHASE)
+                    return False
+                lines = pushed.result()
+                if not isinstance(lines, list):
+                    continue  # aioimaplib's stop marker
+                self._check_bye(lines)
+                if any(isinstance(x, bytes) and _EXISTS.match(x) for x in lines):
+                    return True
+        finally:
+            waker.cancel()
+            lost.cancel()
+
+
+def _quote(mailbox: str) -> str:
+    return '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,121 @@
+"""Build and verify signed probe messages.
+
+A probe carries its id, route and send time in headers, and an HMAC-SHA256 over them keyed with the
+agent's secret. Only a message whose signature verifies is ever counted, moved or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+HEADER_ID = "X-Mailprobe-Id"
+HEADER_ROUTE = "X-Mailprobe-Route"
+HEADER_SENT = "X-Mailprobe-Sent"
+HEADER_SIGNATURE = "X-Mailprobe-Signature"
+SIGNED_HEADERS = (HEADER_ID, HEADER_ROUTE, HEADER_SENT, HEADER_SIGNATURE)
+
+_ID = re.compile(r"[0-9a-f]{32}")
+_ROUTE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SENT = re.compile(r"\d{1,12}\.\d{6}")
+_SIG = re.compile(r"v1=([0-9a-f]{64})")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStamp:
+    """What a verified probe says about itself."""
+
+    probe_id: str
+    route: str
+    sent_at: float
+
+
+def new_probe_id() -> str:
+    """A fresh random probe id (128 bits, hex)."""
+    return secrets.token_hex(16)
+
+
+def _format_sent(sent_at: float) -> str:
+    return f"{sent_at:.6f}"
+
+
+def sign(secret: bytes, probe_id: str, route: str, sent: str) -> str:
+    """The signature header value for these fields."""
+    payload = f"v1\n{probe_id}\n{sent}\n{route}".encode()
+    return "v1=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
+
+
+def build_probe(
+    *,
+    secret: bytes,
+    route: str,
+    sender: str,
+    recipient: str,
+    sent_at: float,
+    probe_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> tuple[ProbeStamp, bytes]:
+    """Return the stamp and the wire bytes (CRLF line ends) of a new signed probe message."""
+    if not _ROUTE.fullmatch(route):
+        raise ValueError(f"route name {route!r} is not a probe-safe token")
+    pid = probe_id or new_probe_id()
+    if not _ID.fullmatch(pid):
+        raise ValueError("probe id must be 32 lowercase hex digits")
+    sent = _format_sent(sent_at)
+    when = datetime.fromtimestamp(sent_at, tz=UTC)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"mailprobe {route} {pid[:8]} {when.isoformat(timespec='milliseconds')}"
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = make_msgid(idstring=pid[:16], domain=sender.rpartition("@")[2] or None)
+    msg[HEADER_ID] = pid
+    msg[HEADER_ROUTE] = route
+    msg[HEADER_SENT] = sent
+    msg[HEADER_SIGNATURE] = sign(secret, pid, route, sent)
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(
+        "This is an automated delivery probe sent by mailprobe.\n"
+        f"Route: {route}\nProbe: {pid}\nSent: {when.isoformat()}\n"
+        "It is removed automatically once measured; it needs no action.\n"
+    )
+    return ProbeStamp(pid, route, float(sent)), msg.as_bytes(policy=SMTP)
+
+
+def verify_probe(raw: bytes, secret: bytes) -> ProbeStamp | None:
+    """Return the stamp of a genuine probe, or None for anything else (never raises on input)."""
+    try:
+        headers = BytesHeaderParser().parsebytes(raw)
+    except Exception:  # noqa: BLE001 - hostile input must never escape as an error
+        return None
+    return verify_headers(headers, secret)
+
+
+def verify_headers(headers: Message, secret: bytes) -> ProbeStamp | None:
+    """Verify an already parsed header block."""
+    values: dict[str, str] = {}
+    for name in SIGNED_HEADERS:
+        found = headers.get_all(name)
+        # A probe has each header exactly once; duplicates are a forgery attempt.
+        if not found or len(found) != 1:
+            return None
+        values[name] = str(found[0]).strip()
+    pid, route, sent, sig = (values[h] for h in SIGNED_HEADERS)
+    if not (_ID.fullmatch(pid) and _ROUTE.fullmatch(route) and _SENT.fullmatch(sent)):
+        return None
+    if not _SIG.fullmatch(sig):
+        return None
+    if not hmac.compare_digest(sig, sign(secret, pid, route, sent)):
+        return None
+    return ProbeStamp(pid, route, float(sent))
