@@ -41,13 +41,13 @@ def format_duration(seconds: float) -> str:
 
 
 def _coerce(value: object) -> float:
-    if isinstance(value, bool):
-        raise TypeError("a duration is a string like 90s or 5m, not a boolean")
-    if isinstance(value, int | float):
+    # pydantic reports only ValueError as a validation error (a TypeError would escape as a
+    # traceback), so every wrong type is a ValueError here.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("a duration is a string like 90s or 5m")
+    if not isinstance(value, str):
         # A bare number is ambiguous (seconds? minutes?): refuse it rather than guess.
         raise ValueError(f"bare number {value!r}: give a unit, e.g. {value}s or {value}m")
-    if not isinstance(value, str):
-        raise TypeError("a duration is a string like 90s or 5m")
     return parse_duration(value)
 
 
