@@ -144,7 +144,7 @@ class History:
 class HistorySource(Protocol):
     """Anything that can hand out a History (the ledger)."""
 
-    def history(self, replay_seconds: float) -> History: ...
+    def history(self, *, replay_seconds: float, delay_maximum: float) -> History: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +465,13 @@ class Accounting:
 
     def restore(self, source: HistorySource | History) -> list[Transition]:
         """Continue from a ledger's history; returns transitions the replay newly produced."""
-        history = source if isinstance(source, History) else source.history(self.replay_seconds)
+        history = (
+            source
+            if isinstance(source, History)
+            else source.history(
+                replay_seconds=self.replay_seconds, delay_maximum=self._sla.delay_maximum
+            )
+        )
         self._runs = list(history.runs)
         self._baseline = dict(history.baseline)
         self._over_max_ids.update(history.over_max_ids)
