@@ -194,7 +194,7 @@ def _wall_time(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML 1.1 reads an unquoted 2:00 as the base-60 integer 120. ValueError, not
         # TypeError: pydantic turns only ValueError into a validation error with a key path.
-        raise ValueError('write the time in quotes, e.g. start: "02:00"')  # noqa: TRY004
+        raise ValueError('write the time in quotes, e.g. start: "02:00"')
     return value
 
 
