@@ -1,7 +1,8 @@
 """The IMAP side of the embedded service: pymap's in-memory backend, served on the running loop.
 
 pymap's own `IMAPService` binds from command-line arguments and starts untracked tasks, so the
-service drives pymap's `IMAPServer` (one connection, start to finish) from its own listeners.
+service runs pymap's `IMAPConnection` itself, one tracked task per connection, on its own
+listeners.
 """
 
 from __future__ import annotations
@@ -12,20 +13,25 @@ import ssl
 import uuid
 from argparse import Namespace
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack, closing
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from proxyprotocol.sock import SocketInfoLocal
+from proxyprotocol.sock import SocketInfo, SocketInfoLocal
 from pymap.backend.dict import Config as DictConfig
 from pymap.backend.dict import Identity, Login
-from pymap.concurrent import Subsystem
-from pymap.imap import IMAPServer
+from pymap.concurrent import Event, Subsystem
+from pymap.context import connection_exit
+from pymap.imap import IMAPConnection
+from pymap.imap.state import ConnectionState
+from pymap.parsing.command.select import IdleCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import UntaggedResponse
 from pymap.user import Passwords, UserMetadata
 from pysasl.hashing import Cleartext
 
@@ -149,6 +155,42 @@ class _NoLoopbackTrust(SocketInfoLocal):
         return False
 
 
+class _IdleCatchUp(ConnectionState):
+    """pymap's per-connection state, made not to lose IDLE wake-ups.
+
+    pymap's IDLE waits for the mailbox's next change, so a change made while the previous
+    push was still being written is only reported along with some later change. Looking
+    for pending changes first, with no yield to the loop before the wait begins, closes the gap.
+    """
+
+    async def receive_updates(self, cmd: IdleCommand, done: Event) -> Iterable[UntaggedResponse]:
+        selected = await self.session.check_mailbox(self.selected)
+        self._selected, untagged = selected.fork(cmd)
+        pending = list(untagged)
+        if pending:
+            return pending
+        return await super().receive_updates(cmd, done)
+
+
+class _Server:
+    """Runs one IMAP connection, start to finish, as pymap's `IMAPServer` does."""
+
+    def __init__(self, login: Login, config: _Config) -> None:
+        self._login = login
+        self._config = config
+        self._commands = config.commands
+
+    async def __call__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: SocketInfo
+    ) -> None:
+        conn = IMAPConnection(self._commands, self._config, reader, writer, sock_info)
+        state = _IdleCatchUp(self._login, self._config)
+        async with AsyncExitStack() as stack:
+            connection_exit.set(stack)
+            stack.enter_context(closing(conn))
+            await conn.run(state)
+
+
 class MailStore:
     """Every user's mailboxes, held by pymap's in-memory backend."""
 
@@ -168,8 +210,8 @@ class ImapFront:
 
     def __init__(
         self,
-        starttls: IMAPServer,
-        implicit: IMAPServer,
+        starttls: _Server,
+        implicit: _Server,
         ssl_context: ssl.SSLContext,
         counter: _CommandCounter,
     ) -> None:
@@ -213,7 +255,7 @@ class ImapFront:
             await asyncio.wait(pending)
 
     def _on_connect(
-        self, server: IMAPServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, server: _Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         task = asyncio.create_task(self._serve(server, reader, writer))
         self._sessions[task] = writer
@@ -225,7 +267,7 @@ class ImapFront:
             _logger.warning("IMAP session ended with an error: %r", exc)
 
     async def _serve(
-        self, server: IMAPServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, server: _Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         _current_tally.set(self._counter.new_session())
         try:
@@ -258,8 +300,8 @@ async def build_imap(
         identity = Identity(name, login, None, frozenset())
         await identity.set(UserMetadata(starttls_config, name, password=hashed))
     front = ImapFront(
-        IMAPServer(login, starttls_config),
-        IMAPServer(login, implicit_config),
+        _Server(login, starttls_config),
+        _Server(login, implicit_config),
         ssl_context,
         counter,
     )

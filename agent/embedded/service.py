@@ -210,6 +210,13 @@ class EmbeddedMailService:
         """True while `side` is in an outage set by set_outage()."""
         return side in self._down
 
+    async def deliver(self, user: str, message: bytes) -> int:
+        """Put a message straight into `user`'s INBOX, as is, bypassing SMTP; return its UID."""
+        if user not in self.users:
+            raise KeyError(user)
+        store = self._require_started().store
+        return await store.deliver(user, message, when=datetime.now(UTC))
+
     # -- observation --------------------------------------------------------------------------
 
     def imap_stats(self) -> ImapCommandStats:
