@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
+from itertools import chain
 from typing import Final
 
 __all__ = [
@@ -67,7 +68,7 @@ def parse_received(value: str) -> Hop:
         from_host=from_host,
         from_ip=from_ip,
         by_host=_host_or_ip(by_words[0]) if by_words else None,
-        via=_first_word(clauses.get("via", ())),
+        via=_leading_words(clauses.get("via", ())),
         with_proto=_leading_words(clauses.get("with", ())),
         id=_first_word(clauses.get("id", ())),
         for_addr=_address(clauses.get("for", ())),
@@ -221,8 +222,8 @@ _LITERAL: Final = re.compile(
     re.IGNORECASE,
 )
 _HOSTNAME: Final = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+\.?$")
-_HELO: Final = re.compile(r"\b(?:helo|ehlo)(?:=|\s+)([^\s()\[\]]+)", re.IGNORECASE)
-_SEPARATORS: Final = re.compile(r"[\s()\[\]=,;]+")
+_HELO: Final = re.compile(r"\b(?:helo|ehlo)(?:=|\s+)(\[[^\]\s]*\]|[^\s()\[\]]+)", re.IGNORECASE)
+_SEPARATORS: Final = re.compile(r"[\s()\[\]=,;@]+")
 _UNNAMED: Final = frozenset({"unknown"})
 
 
@@ -251,30 +252,21 @@ def _from_side(tokens: Sequence[Token]) -> tuple[str | None, str | None]:
     """The sending host's name and IP from "from NAME (rdns [ip] helo=...)" in its many forms."""
     words = _words(tokens)
     comments = [text for kind, text in tokens if kind == _COMMENT]
-    host = ip = None
-    if words:
-        ip = _ip(words[0])
-        if ip is None and words[0].lower() not in _UNNAMED:
-            host = _host_or_ip(words[0])
-    if ip is None:
-        # After an unclosed '(' the peer's literal is read as a plain word.
-        loose = (found for word in words[1:] if (found := _ip(word)) is not None)
-        ip = next(_ips_in(comments), None) or next(loose, None)
+    first_ip = _ip(words[0]) if words else None
+    host = None
+    if words and first_ip is None and words[0].lower() not in _UNNAMED:
+        host = _host_or_ip(words[0])
     if host is None:
         host = next(_names_in(comments), None)
-    return host, ip
-
-
-def _ips_in(comments: Sequence[str]) -> Iterator[str]:
-    # Bracketed literals are what MTAs write for the peer; bare ones (qmail, Exchange) come second.
-    for comment in comments:
-        for match in _BRACKETED.finditer(comment):
-            if (ip := _ip(match.group(0))) is not None:
-                yield ip
-    for comment in comments:
-        for piece in _SEPARATORS.split(comment):
-            if piece and (ip := _ip(piece)) is not None:
-                yield ip
+    # The address the receiving MTA saw is the bracketed one in the comment (Postfix, Sendmail,
+    # Exim with reverse DNS); a literal first word is Postfix's HELO argument or Exim's peer.
+    # Words after an unclosed '(' come next, then bare addresses (qmail, Exchange).
+    unhelo = [_HELO.sub(" ", comment) for comment in comments]
+    bracketed = (_ip(m.group(0)) for comment in unhelo for m in _BRACKETED.finditer(comment))
+    loose = (_ip(word) for word in words[1:])
+    bare = (_ip(piece) for comment in unhelo for piece in _SEPARATORS.split(comment) if piece)
+    found = (ip for ip in chain(bracketed, [first_ip], loose, bare) if ip is not None)
+    return host, next(found, None)
 
 
 def _names_in(comments: Sequence[str]) -> Iterator[str]:
