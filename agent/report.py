@@ -76,6 +76,7 @@ class DayFigure:
     observed_seconds: float
     down_seconds: float
     maintenance_seconds: float
+    unobserved_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,9 @@ class Report:
     remedy: RemedyOutcome
     outages: tuple[Outage, ...]
     windows: tuple[tuple[str, float, float], ...]
+    unobserved: tuple[Span, ...]
+    delay_average: float
+    delay_maximum: float
     rules: tuple[str, ...]
     not_measured: tuple[str, ...] = NOT_MEASURED
 
@@ -267,6 +271,7 @@ def build_report(
                 total(clip(observed, lo, hi)),
                 total(clip(down, lo, hi)),
                 total(clip(maint, lo, hi)),
+                hi - lo - total(clip(observed, lo, hi)),
             )
             for day, (lo, hi) in month_days
         )
@@ -319,6 +324,9 @@ def build_report(
         remedy=remedies(scopes[0].clauses, sla, month, len(days_between(start, end, tz))),
         outages=tuple(outages),
         windows=tuple((n, s, e) for n, (s, e) in window_occurrences(windows, start, end)),
+        unobserved=tuple(subtract([(start, until)], observed)),
+        delay_average=sla.delay_average,
+        delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
     )
 
