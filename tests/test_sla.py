@@ -125,15 +125,15 @@ def test_percentage_remedy_uses_the_ratio_formula_or_the_hourly_rate() -> None:
     sla = SlaConfig.model_validate(
         {"remedies": {"connectivity": {"kind": "percentage", "coefficient": 2},
                       "operations": {"kind": "percentage", "rate_percent_per_hour": 1}},
-         "compensation": {"contract_total": 100000, "minimum_per_event": 1000,
+         "compensation": {"contract_total": 1000000, "minimum_per_event": 1000,
                           "cap_percent": 80}}
     )  # fmt: skip
     f = figures(down_seconds=55 * 60)  # 11 min over 44
     outcome = remedies(evaluate(f, sla, route_scope=False), sla, "2026-04", 30)
     amounts = {o.clauses[0]: o.amount for o in outcome.owed}
-    assert amounts["connectivity"] == pytest.approx(100000 * 11 / 44 * 2)
+    assert amounts["connectivity"] == pytest.approx(1000000 * 11 / 44 * 2)
     # Availability: rate 1 % per hour over the allowed 259.2 s: (3300 - 259.2) / 3600 h.
-    assert amounts["availability"] == pytest.approx(100000 * 0.01 * (3300 - 259.2) / 3600)
+    assert amounts["availability"] == pytest.approx(1000000 * 0.01 * (3300 - 259.2) / 3600)
     assert not outcome.capped
     assert "failure_time" not in amounts
 
