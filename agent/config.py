@@ -151,7 +151,9 @@ class AgentSettings(_Model):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if not (self.secret_env or self.secret_file):
-            raise ValueError("secret_file: set secret_file or secret_env (the probe-signing secret)")
+            raise ValueError(
+                "secret_file: set secret_file or secret_env (the probe-signing secret)"
+            )
         if self.secret_env and self.secret_file:
             raise ValueError("secret_file: give secret_env or secret_file, not both")
         return self
@@ -305,5 +307,7 @@ def load_config(path: Path, *, check_secrets: bool = True) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError([f"{path}: not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise ConfigError(
+            [f"{path}: not valid YAML at {where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
     return parse_config(data, check_secrets=check_secrets)

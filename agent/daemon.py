@@ -281,7 +281,11 @@ class Agent:
         self.metrics.submitted(route.name)
         try:
             res = await submit(
-                self._smtp[route.from_], sender.address, receiver.address, data, clock=self.clock.time
+                self._smtp[route.from_],
+                sender.address,
+                receiver.address,
+                data,
+                clock=self.clock.time,
             )
         except asyncio.CancelledError:
             raise

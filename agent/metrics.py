@@ -69,7 +69,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "mailprobe_probes_in_flight", "Probes submitted and not yet seen.", ["route"], registry=r
+            "mailprobe_probes_in_flight",
+            "Probes submitted and not yet seen.",
+            ["route"],
+            registry=r,
         )
         self.delay = Histogram(
             "mailprobe_delivery_delay_seconds",

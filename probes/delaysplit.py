@@ -206,8 +206,8 @@ def _skew(
 
 
 def _owners(service: ServicePatterns, hops: Sequence[Hop]) -> list[bool | None]:
-    following = [*hops[1:], None]
-    return [_owner(service, hop, after) for hop, after in zip(hops, following, strict=True)]
+    following: list[Hop | None] = [*hops[1:], None]
+    return [_owner(service, hop, after) for hop, after in zip(hops, following, strict=False)]
 
 
 def _owner(service: ServicePatterns, hop: Hop, after: Hop | None) -> bool | None:

@@ -204,8 +204,12 @@ class MailboxWatcher:
             self._expected.pop(stamp.probe_id, None)
             arrived = internaldate if backlog and internaldate is not None else seen_at
             received = tuple(str(v) for v in headers.get_all("Received") or ())
-            self._on_arrival(Arrival(stamp, uid, arrived, internaldate, received, backlog))
-            await self._remove(session, uid)
+            arrival = Arrival(stamp, uid, arrived, internaldate, received, backlog)
+            try:
+                # Clean up first, so a caller that stops on the arrival leaves no probe behind.
+                await self._remove(session, uid)
+            finally:
+                self._on_arrival(arrival)
 
     async def _remove(self, session: ImapSession, uid: int) -> None:
         if not await session.remove(uid, self.policy.move_to) and not self._warned_no_remove:

@@ -104,9 +104,7 @@ class ImapSession:
         task: asyncio.Future[T] = asyncio.ensure_future(step)
         lost: asyncio.Future[Any] = asyncio.ensure_future(self._lost.wait())
         try:
-            done, _ = await asyncio.wait(
-                {task, lost}, timeout=limit, return_when="FIRST_COMPLETED"
-            )
+            done, _ = await asyncio.wait({task, lost}, timeout=limit, return_when="FIRST_COMPLETED")
         finally:
             lost.cancel()
         if task in done:

@@ -48,6 +48,7 @@ class SmtpEndpoint:
     tls_context: ssl.SSLContext
     timeout: float = 30.0
     source_address: str | None = None
+    helo_name: str | None = None  # EHLO name; default: this machine's host name
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +172,11 @@ async def submit(
     timeout = endpoint.timeout
     start = time.perf_counter()
     sock = await _open_socket(endpoint, timeout)
+    connected = False
     client = aiosmtplib.SMTP(
         hostname=endpoint.host,
-        port=endpoint.port,
+        # aiosmtplib would otherwise ask getfqdn() in a thread, which stalls without DNS.
+        local_hostname=endpoint.helo_name or socket.gethostname(),
         timeout=timeout,
         use_tls=endpoint.security == "tls",
         start_tls=False,
@@ -185,9 +188,11 @@ async def submit(
             phases["smtp_connect"] = time.perf_counter() - start
             # aiosmtplib does the implicit TLS handshake and reads the greeting in connect().
             await _phase("smtp_tls", timeout, phases, client.connect)
+            connected = True
             await _phase("smtp_tls", timeout, phases, client.ehlo)
         else:
             await _phase("smtp_connect", timeout, phases, client.connect)
+            connected = True
             await _phase("smtp_connect", timeout, phases, client.ehlo)
             phases["smtp_connect"] = time.perf_counter() - start
         if endpoint.security == "starttls":
@@ -228,4 +233,6 @@ async def submit(
         )
     finally:
         client.close()
-        sock.close()
+        if not connected:
+            # Once connected the transport owns the socket and closes it after the TLS goodbye.
+            sock.close()
