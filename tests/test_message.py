@@ -30,7 +30,8 @@ def test_built_probe_verifies_with_its_secret(route: str, sent_at: float, secret
     )  # fmt: skip
     got = verify_probe(raw, secret)
     assert got == stamp
-    assert got.probe_id == pid and got.route == route
+    assert got.probe_id == pid
+    assert got.route == route
     assert got.sent_at == float(f"{sent_at:.6f}")
 
 
