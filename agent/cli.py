@@ -167,6 +167,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded demo."""
+    try:
+        from agent.demo import main_demo
+    except ImportError as exc:
+        print(f"mailprobe demo needs the demo extra: pip install 'mailprobe[demo]' ({exc})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAIL
+    return main_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -187,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds to wait (default: overdue_after)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_probe_once)
+
+    p = sub.add_parser("demo", help="run the agent against an embedded mail service")
+    p.add_argument(
+        "--fail-rate", type=float, default=0.0, help="refuse submissions with probability P"
+    )
+    p.add_argument("--delay", help="hold deliveries for this long, e.g. 5s")
+    p.add_argument("--delay-fraction", type=float, default=0.3, help="share of deliveries held")
+    p.add_argument("--outage", action="append", metavar="[smtp|imap:]AFTER:FOR",
+                   help="stop accepting connections after AFTER for FOR (repeatable)")  # fmt: skip
+    p.add_argument("--interval", default="5s", help="probe interval per route (default 5s)")
+    p.add_argument("--listen", default="127.0.0.1:9478", help="HTTP address for /metrics")
+    p.add_argument("--duration", help="stop by itself after this long")
+    p.add_argument("--print-config", action="store_true", help="show the config the demo uses")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="terminal view (default: when stdout is a terminal)")  # fmt: skip
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the agent (daemon)")
     p.add_argument("--config", type=Path, required=True)

@@ -117,6 +117,7 @@ class Agent:
         self._sinks = [self._log_result, self._metrics_result, *sinks]
         self._waiters: dict[str, asyncio.Future[ProbeResult]] = {}
         self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the HTTP endpoint is bound and loops are running
         self._sem = asyncio.Semaphore(config.agent.max_concurrency)
         self._active = 0
         self._idle = asyncio.Event()
@@ -179,6 +180,7 @@ class Agent:
                 tasks = [tg.create_task(w.watcher.run()) for w in self._watches.values()]
                 tasks += [tg.create_task(self._route_loop(r)) for r in self.config.routes]
                 tasks.append(tg.create_task(self._sweeper()))
+                self.ready.set()
                 await self._stopping.wait()
                 log.info("stopping: draining %d submission(s)", self._active)
                 with contextlib.suppress(TimeoutError):
