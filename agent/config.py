@@ -23,11 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-from agent.durations import Duration, positive
+from agent.durations import Duration, format_duration, positive
+from agent.ledger import MIN_RETENTION
+from agent.sla import SlaConfig
+from agent.windows import MaintenanceWindows
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
 _KEYED = re.compile(r"^([a-z_]+): ")
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_WINDOW_TAGS = frozenset({"one_off", "recurring"})
 
 PositiveDuration = Annotated[Duration, AfterValidator(positive)]
 
@@ -139,6 +143,8 @@ class AgentSettings(_Model):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     shutdown_grace: PositiveDuration = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Ledger rows older than this are folded into totals; the report needs 13 months of rows.
+    ledger_retention: PositiveDuration = 400 * 86400.0
 
     @field_validator("listen")
     @classmethod
@@ -156,6 +162,11 @@ class AgentSettings(_Model):
             )
         if self.secret_env and self.secret_file:
             raise ValueError("secret_file: give secret_env or secret_file, not both")
+        if self.ledger_retention < MIN_RETENTION:
+            raise ValueError(
+                f"ledger_retention: must be at least {format_duration(MIN_RETENTION)} "
+                "(the report month and the rolling year before it)"
+            )
         return self
 
     @property
@@ -181,6 +192,8 @@ class Config(_Model):
     agent: AgentSettings
     accounts: dict[str, Account]
     routes: list[Route] = Field(min_length=1)
+    sla: SlaConfig = SlaConfig()
+    maintenance: MaintenanceWindows = ()
 
     def route(self, name: str) -> Route:
         """The route called `name` (KeyError if none)."""
@@ -216,6 +229,38 @@ def _cross_problems(data: dict[str, Any]) -> list[str]:
                 problems.append(f"{where}.{key}: no account named {ref!r}")
             elif isinstance(account, dict) and account.get(proto) is None:
                 problems.append(f"{where}.{key}: account {ref!r} has no {proto} section")
+    return problems + _maintenance_problems(data.get("maintenance"), seen)
+
+
+def _maintenance_problems(windows: Any, routes: set[str]) -> list[str]:
+    """A window limited to a route that does not exist would silently never apply."""
+    if not isinstance(windows, list):
+        return []
+    problems: list[str] = []
+    for i, window in enumerate(windows):
+        names = window.get("routes") if isinstance(window, dict) else None
+        if not isinstance(names, list):
+            continue
+        problems += [
+            f"maintenance[{i}].routes: no route named {name!r}"
+            for name in names
+            if isinstance(name, str) and name not in routes
+        ]
+    return problems
+
+
+def _timing_problems(config: Config) -> list[str]:
+    """The confirmation retry must land within confirm_within, or a glitch is never cleared."""
+    problems: list[str] = []
+    sla = config.sla
+    for name, account in config.accounts.items():
+        if account.smtp is None:
+            continue
+        if sla.confirm_within <= sla.confirm_retry + account.smtp.timeout:
+            problems.append(
+                f"sla.confirm_within: must be longer than confirm_retry + accounts.{name}.smtp"
+                f".timeout ({format_duration(sla.confirm_retry + account.smtp.timeout)})"
+            )
     return problems
 
 
@@ -277,7 +322,10 @@ def parse_config(data: Any, *, check_secrets: bool = True) -> Config:
     except ValidationError as exc:
         for err in exc.errors():
             msg = str(err["msg"]).removeprefix("Value error, ")
+            # A maintenance window's kind is a union tag, not a key the user wrote.
             loc = tuple(err["loc"])
+            if loc[:1] == ("maintenance",) and len(loc) > 2 and loc[2] in _WINDOW_TAGS:
+                loc = loc[:2] + loc[3:]
             if err["type"] == "missing":
                 msg = "required key is missing"
             elif err["type"] == "extra_forbidden":
@@ -287,6 +335,8 @@ def parse_config(data: Any, *, check_secrets: bool = True) -> Config:
                 loc, msg = (*loc, key.group(1)), msg[key.end() :]
             problems.append(f"{_loc(loc)}: {msg}")
     problems += _cross_problems(data)
+    if config is not None:
+        problems += _timing_problems(config)
     if problems or config is None:
         raise ConfigError(problems)
     if check_secrets:
