@@ -17,6 +17,7 @@ from pathlib import Path
 from agent import __version__
 from agent.config import Config, ConfigError, load_config
 from agent.daemon import Agent
+from agent.report_command import add_report_arguments, main_report
 from agent.results import ProbeResult, Status
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
@@ -178,6 +179,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main_demo(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The monthly SLA report from the ledger."""
+    return main_report(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -218,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the agent (daemon)")
     p.add_argument("--config", type=Path, required=True)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="the monthly SLA report from the ledger")
+    add_report_arguments(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 

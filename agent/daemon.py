@@ -1,8 +1,12 @@
 """The agent: schedules probes per route, watches mailboxes, tracks probes in flight, reports results.
 
-Data flows one way: config -> scheduler -> probes -> results -> sinks (metrics, log, ledger).
-Every long-lived loop is a task in the agent's TaskGroup; stop() only sets an event, and run()
-drains in-flight submissions within the configured grace before cancelling the rest.
+Data flows one way: config -> scheduler -> probes -> results -> ledger/accounting -> sinks (log,
+metrics). Every long-lived loop is a task in the agent's TaskGroup; stop() only sets an event, and
+run() drains in-flight submissions within the configured grace before cancelling the rest.
+
+A failed probe (refused submission, or a receive failure: late, lost, unreadable mailbox) is
+followed by the next one after ``sla.confirm_retry`` rather than a whole interval, so accounting
+can confirm or clear the failure quickly and a down period ends within seconds of the recovery.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from agent import __version__
+from agent.bookkeeping import TICK_INTERVAL, Bookkeeping
 from agent.clock import Clock, SystemClock
 from agent.config import Account, Config, Endpoint, ImapEndpointConfig, Route
 from agent.http import MetricsServer
 from agent.inflight import InFlight, Pending, Sighting
-from agent.metrics import Metrics
+from agent.metrics import AccountingCollector, Metrics
 from agent.results import ProbeResult, Status
 from probes.errors import ProbeError
 from probes.imap import Arrival, MailboxWatcher, WatchPolicy
@@ -114,6 +119,9 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, version=__version__
         )
         self.inflight = InFlight()
+        self._retry = {r.name: asyncio.Event() for r in config.routes}
+        self.books = Bookkeeping(config, self.clock.time, self._receive_failed)
+        self.registry.register(AccountingCollector(lambda: self.books.snapshot, config.sla))
         self._sinks = [self._log_result, self._metrics_result, *sinks]
         self._waiters: dict[str, asyncio.Future[ProbeResult]] = {}
         self._stopping = asyncio.Event()
@@ -172,26 +180,45 @@ class Agent:
 
     async def run(self) -> None:
         """Run until stop(): start everything, then drain and cancel within the grace period."""
-        if self.http is not None:
-            await self.http.start()
-            log.info("serving metrics on http://%s/metrics", self.http.address)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(w.watcher.run()) for w in self._watches.values()]
-                tasks += [tg.create_task(self._route_loop(r)) for r in self.config.routes]
-                tasks.append(tg.create_task(self._sweeper()))
-                self.ready.set()
-                await self._stopping.wait()
-                log.info("stopping: draining %d submission(s)", self._active)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), self.config.agent.shutdown_grace)
-                for task in tasks:
-                    task.cancel()
-            await self._logout()
-        finally:
+            # Before any watcher runs, so probes sent before a restart are matched on arrival.
+            self._track(self.books.open())
             if self.http is not None:
-                await self.http.stop()
+                await self.http.start()
+                log.info("serving metrics on http://%s/metrics", self.http.address)
+            await self._run_tasks()
+        finally:
+            try:
+                if self.http is not None:
+                    await self.http.stop()
+            finally:
+                self.books.close()
         log.info("stopped")
+
+    def _track(self, pending: Iterable[Pending]) -> None:
+        for probe in pending:
+            self.inflight.add(probe)
+            route = next((r for r in self.config.routes if r.name == probe.route), None)
+            watch = self._watches.get(route.to) if route is not None else None
+            if watch is not None:
+                watch.watcher.expect(probe.probe_id, probe.sent_at)
+        for route in self.config.routes:
+            self.metrics.in_flight.labels(route.name).set(self.inflight.count(route.name))
+
+    async def _run_tasks(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(w.watcher.run()) for w in self._watches.values()]
+            tasks += [tg.create_task(self._route_loop(r)) for r in self.config.routes]
+            tasks.append(tg.create_task(self._sweeper()))
+            tasks.append(tg.create_task(self._ticker()))
+            self.ready.set()
+            await self._stopping.wait()
+            log.info("stopping: draining %d submission(s)", self._active)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.config.agent.shutdown_grace)
+            for task in tasks:
+                task.cancel()
+        await self._logout()
 
     async def run_watchers(self, accounts: Iterable[str]) -> None:
         """Run only the named accounts' watchers (probe-once), until cancelled."""
@@ -226,24 +253,48 @@ class Agent:
 
     # -- scheduling ---------------------------------------------------------------------------
     async def _route_loop(self, route: Route) -> None:
+        retry = self._retry[route.name]
+        quick = min(route.interval, self.config.sla.confirm_retry)
         # Spread the first probes so routes do not all start in the same instant.
         await self._pause(self._rng.uniform(0, min(route.interval, 2.0)))
         while not self._stopping.is_set():
             started = self.clock.time()
-            await self.probe(route)
+            retry.clear()
+            submitted = await self.probe(route) is not None
             jitter = route.jitter_seconds
             wait = route.interval + self._rng.uniform(-jitter, jitter)
-            await self._pause(wait - (self.clock.time() - started))
+            due = started + (wait if submitted else quick)
+            # A receive failure seen meanwhile brings the next probe forward the same way.
+            while await self._pause(due - self.clock.time(), retry):
+                retry.clear()
+                due = min(due, self.clock.time() + quick)
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep on the agent's clock, waking early when the agent stops."""
+    def _receive_failed(self, route: str) -> None:
+        self._retry[route].set()
+
+    async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
+        """Sleep on the agent's clock; True when `wake` cut it short (False on timeout or stop)."""
         sleeper = asyncio.ensure_future(self.clock.sleep(max(0.0, seconds)))
         stopper = asyncio.ensure_future(self._stopping.wait())
+        waits = {sleeper, stopper}
+        waker = asyncio.ensure_future(wake.wait()) if wake is not None else None
+        if waker is not None:
+            waits.add(waker)
         try:
-            await asyncio.wait({sleeper, stopper}, return_when="FIRST_COMPLETED")
+            done, _ = await asyncio.wait(waits, return_when="FIRST_COMPLETED")
         finally:
-            sleeper.cancel()
-            stopper.cancel()
+            for task in waits:
+                task.cancel()
+        return waker in done and not self._stopping.is_set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.clock.sleep(TICK_INTERVAL)
+            try:
+                self.books.tick(self.clock.time())
+            except Exception:
+                # The ledger may be briefly unwritable (disk full, locked): keep probing.
+                log.exception("ledger tick failed")
 
     async def _sweeper(self) -> None:
         while True:
@@ -315,6 +366,11 @@ class Agent:
                             phase="smtp_submit")
             )  # fmt: skip
             return None
+        try:
+            self.books.submitted(stamp.probe_id, route.name, sent_at, res.accepted_at,
+                                 phases=res.phases, reply_code=res.reply_code)  # fmt: skip
+        except Exception:
+            log.exception("ledger: could not record probe %s as sent", stamp.probe_id)
         self.metrics.submission(route.name, res.phases, ok=True, now=self.clock.time())
         if res.cert_not_after is not None:
             self.metrics.cert_expiry.labels(route.from_, "smtp").set(res.cert_not_after)
@@ -369,7 +425,7 @@ class Agent:
         seen = Sighting(
             arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate, arrival.received
         )
-        result = self.inflight.arrive(seen)
+        result = self.inflight.arrive(seen) or self.books.late_arrival(seen)
         if result is None:
             self.metrics.unmatched.inc()
             log.info(
@@ -397,6 +453,15 @@ class Agent:
             log.warning("state account=%s imap=down reason=%s: %s", account, reason, error)
 
     def _emit(self, result: ProbeResult) -> None:
+        try:
+            fresh = self.books.record(result)
+        except Exception:
+            log.exception("ledger: could not record probe %s", result.probe_id)
+            fresh = True
+        if not fresh:
+            log.debug("probe id=%s status=%s: already in the ledger", result.probe_id[:12],
+                      result.status)  # fmt: skip
+            return
         for sink in list(self._sinks):
             try:
                 sink(result)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from agent.accounting import Snapshot
 from agent.results import ProbeResult, Status
+from agent.sla import SlaConfig
+from agent.windows import month_bounds, month_of
 from probes.errors import PHASES, REASONS
 
 # Bounds include the contract's 60 s average and 3600 s maximum, and reach past the maximum.
@@ -197,3 +202,75 @@ def _plausible(phase: str, reason: str) -> bool:
     if reason == "rejected":
         return phase in ("smtp_submit", "smtp_auth")
     return True
+
+
+_SECONDS = (
+    ("observed", "mailprobe_observed_seconds",
+     "Seconds the agent was running and observing this check (time not running is not counted)."),
+    ("down", "mailprobe_down_seconds",
+     "Seconds this check was confirmed down outside maintenance windows."),
+    ("maintenance", "mailprobe_maintenance_seconds",
+     "Seconds this check was down inside an agreed maintenance window."),
+)  # fmt: skip
+
+
+class AccountingCollector(Collector):
+    """Contract accounting series, read from the books' latest snapshot at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], sla: SlaConfig) -> None:
+        self._snapshot = snapshot
+        self._sla = sla
+
+    def describe(self) -> Iterator[Metric]:
+        """Names only, so the registry can refuse duplicates without taking a snapshot."""
+        return iter(self._families(None))
+
+    def collect(self) -> Iterator[Metric]:
+        """One consistent snapshot per scrape."""
+        return iter(self._families(self._snapshot()))
+
+    def _families(self, snap: Snapshot | None) -> list[Metric]:
+        seconds = {
+            kind: CounterMetricFamily(name, doc, labels=["route", "check"])
+            for kind, name, doc in _SECONDS
+        }
+        up = GaugeMetricFamily(
+            "mailprobe_check_up",
+            "1 while the check is up, 0 while it is confirmed down.",
+            labels=["route", "check"],
+        )
+        over = CounterMetricFamily(
+            "mailprobe_probes_over_max",
+            "Accepted probes that passed the contract's delay maximum undelivered (counted once).",
+            labels=["route"],
+        )
+        active = GaugeMetricFamily(
+            "mailprobe_maintenance_active",
+            "1 while the maintenance window is open.",
+            labels=["window"],
+        )
+        target = GaugeMetricFamily(
+            "mailprobe_sla_target_minutes",
+            "Monthly limit in minutes per contract clause.",
+            labels=["clause"],
+        )
+        families: list[Metric] = [*seconds.values(), up, over, active, target]
+        if snap is None:
+            return families
+        for (route, check), totals in sorted(snap.totals.items()):
+            labels = [route, str(check)]
+            seconds["observed"].add_metric(labels, totals.observed)
+            seconds["down"].add_metric(labels, totals.down)
+            seconds["maintenance"].add_metric(labels, totals.maintenance)
+        for (route, check), is_up in sorted(snap.up.items()):
+            up.add_metric([route, str(check)], 1.0 if is_up else 0.0)
+        for route, count in sorted(snap.over_max.items()):
+            over.add_metric([route], float(count))
+        for window, is_open in sorted(snap.maintenance_active.items()):
+            active.add_metric([window], 1.0 if is_open else 0.0)
+        month = month_of(snap.at, self._sla.timezone)
+        start, end = month_bounds(month, self._sla.timezone)
+        target.add_metric(["disconnection"], self._sla.disconnection_limit_minutes(end - start))
+        target.add_metric(["failure"], self._sla.failure_minutes)
+        target.add_metric(["maintenance"], self._sla.maintenance_minutes)
+        return families

@@ -1,0 +1,96 @@
+"""`mailprobe report`: a month's SLA report from the agent's ledger, as text, JSON, Markdown or HTML.
+
+The ledger is opened read-only, so a report can be taken while the agent runs without touching its
+records (the open run counts up to its last heartbeat). Secrets are not needed to report, so they
+are not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from agent.bookkeeping import ledger_path, open_ledger_readonly
+from agent.config import ConfigError, load_config
+from agent.report import build_report, render
+from agent.sla import SlaConfig
+from agent.windows import month_of, parse_month, shift_month
+
+FORMATS = ("text", "json", "markdown", "html")
+EXIT_OK, EXIT_FAIL = 0, 2
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `mailprobe report`."""
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument(
+        "--month",
+        help="YYYY-MM (default: the previous calendar month in the contract time zone)",
+    )
+    parser.add_argument("--route", help="report one route only (default: account and routes)")
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument("--output", type=Path, help="write the report here instead of stdout")
+
+
+def default_month(sla: SlaConfig, now: float) -> str:
+    """The previous calendar month in the contract time zone."""
+    return shift_month(month_of(now, sla.timezone), -1)
+
+
+def _fail(message: str) -> int:
+    print(f"mailprobe: {message}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def main_report(args: argparse.Namespace) -> int:
+    """Build and write the report; 2 with a one-line reason when it cannot be made."""
+    try:
+        config = load_config(args.config, check_secrets=False)
+    except ConfigError as exc:
+        print(f"mailprobe: config {args.config} is not usable:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    month = args.month or default_month(config.sla, time.time())
+    try:
+        parse_month(month)
+    except ValueError as exc:
+        return _fail(f"--month: {exc}")
+    path = ledger_path(config)
+    try:
+        ledger = open_ledger_readonly(path)
+    except FileNotFoundError:
+        return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
+    try:
+        report = build_report(
+            ledger,
+            config.sla,
+            month,
+            windows=config.maintenance,
+            routes=[r.name for r in config.routes],
+            route=args.route,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the ledger {path}: {exc}")
+    finally:
+        ledger.close()
+    if args.format == "html":
+        # matplotlib is only imported when a chart is drawn.
+        from agent.report_html import render_html
+
+        text = render_html(report)
+    else:
+        text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            return _fail(f"--output: cannot write {args.output}: {exc.strerror}")
+    return EXIT_OK
