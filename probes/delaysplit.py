@@ -16,9 +16,10 @@ What the contract's delay clauses mean for one probe:
   accepted -> that hop, transit = 0, receive = that hop -> arrived.
 
 Hop ownership: a hop belongs to the service whose host wrote it (by). A hop that does not name
-its writer ("by localhost", no by at all, as in qmail's "(qmail 1234 invoked from network)") is
-judged by the next hop's sender, which is the same host, and failing that by its own sender,
-since such hops are hand-offs inside one machine; when nothing tells, the hop is skipped.
+its writer ("by localhost", a bare host label, no by at all as in qmail's "(qmail 1234 invoked
+from network)") is judged by the next hop's sender, which is the same host, and failing that by
+its own sender, since such hops are hand-offs inside one service; when nothing tells, the hop is
+skipped. Names that a pattern matches explicitly always count.
 
 Time: `accepted_at` and `arrived_at` are the agent's sub-second clock; Received dates are whole
 seconds, so a hop dated d happened within [d, d + 1). A split point is the middle of that second
@@ -235,11 +236,18 @@ def _sender_owner(service: ServicePatterns, hop: Hop) -> bool | None:
 
 
 def _names_someone(name: str | None) -> bool:
-    """False for names that do not identify a host: none, localhost, a loopback address."""
+    """False for names that identify no service: none, localhost, loopback, a bare host label.
+
+    RFC 5321 asks for a fully qualified name after "by"; a single label is a host that was never
+    given one (Dovecot's default is the machine's own hostname), so it says nothing about whose
+    it is.
+    """
     if name is None or name.rstrip(".").lower() in _ANONYMOUS:
         return False
     ip = _ip(name)
-    return ip is None or not (ip.is_loopback or ip.is_unspecified)
+    if ip is None:
+        return "." in name.strip(".")
+    return not (ip.is_loopback or ip.is_unspecified)
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

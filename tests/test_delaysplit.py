@@ -266,6 +266,17 @@ def test_anonymous_hop_inside_the_sender_does_not_end_the_send_delay() -> None:
     assert split(hops, T0 + 0.5, T0 + 6.0).send_delay == pytest.approx(5.0)
 
 
+def test_store_named_by_a_bare_hostname_is_the_hand_off_of_its_sender() -> None:
+    """Dovecot says "by <machine hostname>" unless configured; the LMTP hop stays in the service."""
+    hops = [
+        Hop(from_host="localhost", by_host="mail.test", with_proto="ESMTPSA", date=T0),
+        Hop(from_host="mail.test", by_host="c0ffee42", with_proto="LMTP", date=T0 + 1),
+    ]
+    service = ServicePatterns.default_for("mail.test", ["127.0.0.1"])
+    result = split(hops, T0 + 0.25, T0 + 1.75, sender=service, recipient=service)
+    assert result == DelaySplit(1.125, 0.0, 0.375, 0.0, 1.5)
+
+
 def test_no_hops_or_no_dates_keep_only_end_to_end() -> None:
     """Nothing to place: parts are None, skew 0, end_to_end is the agent's measurement."""
     for hops in ([], [hop("smtp.a.example", None), hop("mx.b.example", None)]):
