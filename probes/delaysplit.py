@@ -179,7 +179,7 @@ def _delivers(hop: Hop) -> bool:
 def _point(
     hops: Sequence[Hop], index: int | None, start: float, end: float, not_before: float
 ) -> float | None:
-    """Where a hop falls in [start, end]: the middle of its whole second, clipped, >= floor."""
+    """Where a hop falls in [start, end]: the middle of its whole second, clipped, >= not_before."""
     if index is None:
         return None
     date = hops[index].date
@@ -203,7 +203,7 @@ def _skew(
             continue
         worst = max(worst, latest - hop.date)
         latest = max(latest, hop.date)
-    return max(worst, latest - math.floor(end))
+    return float(max(worst, latest - math.floor(end)))
 
 
 def _owners(service: ServicePatterns, hops: Sequence[Hop]) -> list[bool | None]:

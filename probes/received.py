@@ -149,6 +149,7 @@ def _comment_spans(text: str) -> dict[int, int]:
 def _tokens(text: str) -> list[Token]:
     """Split clause text into words, comments and <angle> addresses."""
     spans = _comment_spans(text)
+    last_close = text.rfind(">")  # lets a run of unmatched '<' stay linear
     out: list[Token] = []
     i = 0
     while i < len(text):
@@ -159,7 +160,8 @@ def _tokens(text: str) -> list[Token]:
         elif char == "(":
             out.append((_COMMENT, text[i + 1 : spans[i]]))
             i = spans[i] + 1
-        elif char == "<" and (end := text.find(">", i)) >= 0:
+        elif char == "<" and i < last_close:
+            end = text.index(">", i)
             out.append((_ANGLE, text[i + 1 : end].strip()))
             i = end + 1
         else:
