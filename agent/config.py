@@ -27,6 +27,7 @@ from agent.durations import Duration, format_duration, positive
 from agent.ledger import MIN_RETENTION
 from agent.sla import SlaConfig
 from agent.windows import MaintenanceWindows
+from probes.delaysplit import ServicePatterns
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
 _KEYED = re.compile(r"^([a-z_]+): ")
@@ -97,6 +98,15 @@ class Account(_Model):
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     smtp: Endpoint | None = None
     imap: ImapEndpointConfig | None = None
+    # Hosts of this account's mail service in Received headers (globs, IPs, CIDRs); default:
+    # the address's domain and its subdomains, plus the SMTP and IMAP hosts.
+    service_hosts: tuple[str, ...] = ()
+
+    @field_validator("service_hosts")
+    @classmethod
+    def _service_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        ServicePatterns.parse(value)  # raises ValueError naming the bad entry
+        return value
 
 
 class Route(_Model):

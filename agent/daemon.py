@@ -24,6 +24,7 @@ from agent import __version__
 from agent.bookkeeping import TICK_INTERVAL, Bookkeeping
 from agent.clock import Clock, SystemClock
 from agent.config import Account, Config, Endpoint, ImapEndpointConfig, Route
+from agent.delays import DelaySplitter
 from agent.http import MetricsServer
 from agent.inflight import InFlight, Pending, Sighting
 from agent.metrics import AccountingCollector, Metrics
@@ -119,6 +120,7 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, version=__version__
         )
         self.inflight = InFlight()
+        self._splitter = DelaySplitter(config)
         self._retry = {r.name: asyncio.Event() for r in config.routes}
         self.books = Bookkeeping(config, self.clock.time, self._receive_failed)
         self.registry.register(AccountingCollector(lambda: self.books.snapshot, config.sla))
@@ -435,6 +437,9 @@ class Agent:
                 arrival.stamp.sent_at,
             )
             return
+        result, skew = self._splitter.apply(result)
+        if skew is not None:
+            self.metrics.skew.labels(result.route).set(skew)
         self._emit(result)
 
     def _watch_state(self, account: str, up: bool, error: ProbeError | None) -> None:

@@ -250,8 +250,8 @@ class AccountingCollector(Collector):
             labels=["window"],
         )
         target = GaugeMetricFamily(
-            "mailprobe_sla_target_minutes",
-            "Monthly limit in minutes per contract clause.",
+            "mailprobe_sla_target_seconds",
+            "Monthly limit per contract clause (the contract states minutes; exported in seconds).",
             labels=["clause"],
         )
         families: list[Metric] = [*seconds.values(), up, over, active, target]
@@ -270,7 +270,9 @@ class AccountingCollector(Collector):
             active.add_metric([window], 1.0 if is_open else 0.0)
         month = month_of(snap.at, self._sla.timezone)
         start, end = month_bounds(month, self._sla.timezone)
-        target.add_metric(["disconnection"], self._sla.disconnection_limit_minutes(end - start))
-        target.add_metric(["failure"], self._sla.failure_minutes)
-        target.add_metric(["maintenance"], self._sla.maintenance_minutes)
+        target.add_metric(
+            ["disconnection"], 60.0 * self._sla.disconnection_limit_minutes(end - start)
+        )
+        target.add_metric(["failure"], 60.0 * self._sla.failure_minutes)
+        target.add_metric(["maintenance"], 60.0 * self._sla.maintenance_minutes)
         return families
