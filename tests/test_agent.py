@@ -283,3 +283,29 @@ async def test_metrics_pass_promtool(mail: EmbeddedMailService, tmp_path: Path) 
     )  # fmt: skip
     out, _ = await proc.communicate(body.encode())
     assert proc.returncode == 0, out.decode()
+
+
+async def test_delay_is_split_into_send_and_receive(mail: EmbeddedMailService) -> None:
+    """With the service's hosts configured, arrived probes carry send and receive delay."""
+    config = config_for(mail)
+    accounts = {
+        name: acc.model_copy(update={"service_hosts": ("*.embedded.test",)})
+        for name, acc in config.accounts.items()
+    }
+    agent = Agent(config.model_copy(update={"accounts": accounts}))
+    task = await started(agent)
+    try:
+        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 10)
+    assert result.status is Status.OK
+    assert result.send_delay_seconds is not None
+    assert result.receive_delay_seconds is not None
+    assert result.accepted_at is not None
+    assert result.arrived_at is not None
+    total = result.arrived_at - result.accepted_at
+    assert 0 <= result.send_delay_seconds <= total + 1e-9
+    assert 0 <= result.receive_delay_seconds <= total + 1e-9
+    assert sample(agent, "mailprobe_send_delay_seconds_count", route="a2b") >= 1
+    assert sample(agent, "mailprobe_receive_delay_seconds_count", route="a2b") >= 1
