@@ -294,10 +294,16 @@ class _Machine:
         return [self._tr(False, self.down_since)]
 
     def spans(self, now: float) -> list[Span]:
-        """Confirmed down spans, the open one running to ``now``."""
+        """Confirmed down spans, the open one running to what is settled by ``now``.
+
+        A probe still awaited may end the open period at its send time, so the period only
+        counts up to the earliest such send time: exported totals then never need to shrink.
+        """
         if self.down_since is None:
             return self.closed
-        return [*self.closed, (self.down_since, max(self.down_since, now))]
+        unsettled = [*self.waiting.values(), *(at for at, _, _ in self._ready)]
+        end = min([now, *unsettled])
+        return [*self.closed, (self.down_since, max(self.down_since, end))]
 
 
 @dataclass(slots=True)
