@@ -1,0 +1,417 @@
+"""MailStack: a private Postfix + Dovecot on loopback for integration tests and benchmarks."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from tests.mailstack import config
+from tests.mailstack.maildir import deliver_file
+from tests.mailstack.process import (
+    MailStackError,
+    pid_alive,
+    read_banner,
+    run,
+    signal_group,
+    wait_until,
+    wait_until_connects,
+    wait_until_gone,
+    wait_until_group_gone,
+)
+from tests.mailstack.tls import make_certificates
+
+POSTFIX = "/usr/sbin/postfix"
+POSTSUPER = "/usr/sbin/postsuper"
+POSTQUEUE = "/usr/sbin/postqueue"
+DOVECOT = "/usr/sbin/dovecot"
+DOVEADM = "/usr/bin/doveadm"
+VMAIL_USER = "vmail"
+INSTALL_HINT = "run `bash tests/mailstack/install.sh` as root"
+
+_QUEUED_AS = re.compile(r"\bqueued as ([0-9A-Za-z]+)")
+# Marks replies caused by reject_recipient, so a poll can tell them from other rejections.
+_REJECT_MARK = "mailstack-reject"
+_REJECT_TRANSPORTS = {
+    450: f"retry:4.2.0 {_REJECT_MARK} mailbox temporarily unavailable",
+    550: f"error:5.1.1 {_REJECT_MARK} mailbox unavailable",
+}
+# (name, owned by the setgid group, mode) as in /etc/postfix/postfix-files.
+_PRIVATE_QUEUES = "active bounce corrupt defer deferred flush hold incoming private saved trace"
+_QUEUE_DIRS = (
+    *((name, False, 0o700) for name in _PRIVATE_QUEUES.split()),
+    ("maildrop", True, 0o730),
+    ("public", True, 0o710),
+)
+_DEFAULT_USERS = ("alice@probe.test", "bob@probe.test", "carol@probe.test", "dave@other.test")
+
+
+def queue_id_from_reply(text: str) -> str:
+    """Queue id from Postfix's `250 2.0.0 Ok: queued as ID` reply to end of DATA."""
+    match = _QUEUED_AS.search(text)
+    if match is None:
+        raise ValueError(f"no queue id in reply {text!r}")
+    return match.group(1)
+
+
+def missing_prerequisites() -> str | None:
+    """Why the stack cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the mail stack needs root"
+    for binary in (POSTFIX, POSTSUPER, POSTQUEUE, DOVECOT, DOVEADM):
+        if not Path(binary).exists():
+            return f"{binary} is missing: {INSTALL_HINT}"
+    try:
+        pwd.getpwnam(VMAIL_USER)
+    except KeyError:
+        return f"user {VMAIL_USER} is missing: {INSTALL_HINT}"
+    return None
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports; all sockets stay bound until every port is picked."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((config.HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _write_postfix_file(path: Path, text: str) -> None:
+    """Write a Postfix config file with an mtime in the past.
+
+    Postfix waits, in 0.3 s steps, until a file it loads is at least ~2 s old ("let it cool
+    down"), which made every fresh start take 2 s.
+    """
+    path.write_text(text)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+
+
+def _make_queue_dirs(spool: Path, owner: int, setgid_group: int) -> None:
+    """Create Postfix's queue directories as post-install would (see postfix-files)."""
+    spool.mkdir(mode=0o755)
+    (spool / "pid").mkdir(mode=0o755)
+    for name, group, mode in _QUEUE_DIRS:
+        path = spool / name
+        path.mkdir()
+        os.chown(path, owner, setgid_group if group else -1)
+        path.chmod(mode)  # mkdir's mode is masked by the umask
+
+
+class MailStack:
+    """Postfix and Dovecot with their own configs, spool and mailboxes under a temp directory."""
+
+    host = config.HOST
+    domain = "probe.test"
+    other_domain = "other.test"
+    hold_header = "X-Mailprobe-Hold"
+    #: Accepted by Postfix but unknown to Dovecot: mail to it bounces back to the sender.
+    bounce_address = "ghost@probe.test"
+
+    def __init__(self, *, keep_dir: bool = False, timeout: float = 15.0) -> None:
+        self.keep_dir = keep_dir
+        self.timeout = timeout
+        self.users: dict[str, str] = {
+            address: secrets.token_urlsafe(12) for address in _DEFAULT_USERS
+        }
+        self.smtp_port = self.submission_port = self.submissions_port = 0
+        self.imap_port = self.imaps_port = 0
+        self._layout: config.Layout | None = None
+        self._dovecot: subprocess.Popen[bytes] | None = None
+        self._postfix_pid: int | None = None
+        self._rejects: dict[str, int] = {}
+        self.ca_file = Path()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def workdir(self) -> Path:
+        """Root of every file the stack wrote (configs, spool, mailboxes, logs)."""
+        return self.layout.root
+
+    @property
+    def layout(self) -> config.Layout:
+        if self._layout is None:
+            raise MailStackError("the mail stack is not started")
+        return self._layout
+
+    def start(self) -> None:
+        """Write configs, start Postfix and Dovecot; return when every port accepts."""
+        problem = missing_prerequisites()
+        if problem is not None:
+            raise MailStackError(problem)
+        if self._layout is not None:
+            raise MailStackError("the mail stack is already started")
+        root = Path(tempfile.mkdtemp(prefix="mailstack-"))
+        # Dovecot's mail processes run as vmail and must traverse to the mailboxes.
+        root.chmod(0o755)
+        self._layout = config.Layout(root)
+        try:
+            self._write_files()
+            self.start_postfix()
+            self.start_dovecot()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop both servers (only the pids this stack started) and remove the directory."""
+        if self._layout is None:
+            return
+        try:
+            self.stop_dovecot()
+        finally:
+            try:
+                self.stop_postfix()
+            finally:
+                if not self.keep_dir:
+                    shutil.rmtree(self._layout.root, ignore_errors=True)
+                self._layout = None
+
+    def _write_files(self) -> None:
+        layout = self.layout
+        ports = config.Ports(*_free_ports(5))
+        self.smtp_port = ports.smtp
+        self.submission_port = ports.submission
+        self.submissions_port = ports.submissions
+        self.imap_port = ports.imap
+        self.imaps_port = ports.imaps
+        tls = make_certificates(layout.tls)
+        self.ca_file = tls.ca_cert
+        vmail = pwd.getpwnam(VMAIL_USER)
+        postfix = pwd.getpwnam("postfix")
+        domains = (self.domain, self.other_domain)
+
+        for directory in (layout.postfix_config, layout.postfix_data, layout.root / "log",
+                          layout.dovecot_run, layout.dovecot_state):  # fmt: skip
+            directory.mkdir(parents=True)
+        _make_queue_dirs(layout.spool, postfix.pw_uid, grp.getgrnam("postdrop").gr_gid)
+        os.chown(layout.postfix_data, postfix.pw_uid, -1)
+        layout.postfix_data.chmod(0o700)
+
+        _write_postfix_file(
+            layout.postfix_config / "main.cf",
+            config.postfix_main_cf(
+                layout, domains, tls.server_cert, tls.server_key, f"mail.{self.domain}"
+            ),
+        )
+        _write_postfix_file(layout.postfix_config / "master.cf", config.postfix_master_cf(ports))
+        mailboxes = [*self.users, self.bounce_address]
+        _write_postfix_file(
+            layout.mailboxes_map, "".join(f"{address} OK\n" for address in mailboxes)
+        )
+        _write_postfix_file(layout.transport_map, "")
+        _write_postfix_file(layout.header_checks, f"/^{self.hold_header}:\\s*yes\\b/ HOLD\n")
+
+        layout.dovecot_config.write_text(
+            config.dovecot_conf(
+                layout, ports, tls.server_cert, tls.server_key,
+                vmail.pw_uid, vmail.pw_gid, f"postmaster@{self.domain}",
+            )
+        )  # fmt: skip
+        layout.dovecot_users.write_text(
+            "".join(f"{address}:{password}\n" for address, password in self.users.items())
+        )
+        # Dovecot's auth process reads it as the dovecot user.
+        layout.dovecot_users.chmod(0o640)
+        os.chown(layout.dovecot_users, 0, pwd.getpwnam("dovecot").pw_gid)
+        # Mailboxes exist before the first delivery, so watchers can be set up right away.
+        for address in self.users:
+            for sub in ("cur", "new", "tmp"):
+                (layout.maildir(address) / sub).mkdir(parents=True)
+        for path in (layout.vmail, *layout.vmail.rglob("*")):
+            os.chown(path, vmail.pw_uid, vmail.pw_gid)
+
+    # -- Postfix -----------------------------------------------------------------------------
+
+    def _postfix(self, *args: str) -> str:
+        return run(POSTFIX, "-c", str(self.layout.postfix_config), *args)
+
+    def start_postfix(self) -> None:
+        """Start this stack's Postfix; return when its SMTP ports answer."""
+        if self._postfix_pid is not None and pid_alive(self._postfix_pid):
+            return
+        # The queue directories already exist (see _make_queue_dirs): skip `postfix check`
+        # and post-install, which cost ~2 s of shell and postconf runs per start.
+        (self.layout.spool / "quick-start").touch()
+        self._postfix("start")
+        pid_file = self.layout.spool / "pid" / "master.pid"
+        self._postfix_pid = int(pid_file.read_text().split()[0])
+        deadline = time.monotonic() + self.timeout
+        read_banner(self.host, self.smtp_port, b"220", deadline)
+        read_banner(self.host, self.submission_port, b"220", deadline)
+        wait_until_connects(self.host, self.submissions_port, deadline)
+
+    def stop_postfix(self) -> None:
+        """Stop this stack's Postfix master (and with it its children); wait until it is gone."""
+        pid, self._postfix_pid = self._postfix_pid, None
+        if pid is None or not pid_alive(pid):
+            return
+        # SIGTERM to the master is what `postfix stop` sends; the script then polls in 1 s steps.
+        os.kill(pid, signal.SIGTERM)
+        wait_until_gone(pid, time.monotonic() + self.timeout)
+
+    def reload_postfix(self) -> None:
+        """Make Postfix re-read main.cf, master.cf and its texthash tables."""
+        self._postfix("reload")
+
+    def held_queue_ids(self) -> list[str]:
+        """Queue ids of messages on hold, sorted."""
+        hold = self.layout.spool / "hold"
+        if not hold.exists():
+            return []
+        return sorted(entry.name for entry in hold.iterdir() if entry.name.isalnum())
+
+    def release(self, queue_id: str) -> None:
+        """Take a held message off hold and have it delivered now, not at the next queue scan."""
+        run(POSTSUPER, "-c", str(self.layout.postfix_config), "-H", queue_id)
+        run(POSTQUEUE, "-c", str(self.layout.postfix_config), "-i", queue_id)
+
+    def reject_recipient(self, address: str, code: int) -> None:
+        """Reject RCPT TO:<address> with 450 (temporary) or 550 (permanent) until cleared."""
+        if code not in _REJECT_TRANSPORTS:
+            raise ValueError(f"reject code must be one of {sorted(_REJECT_TRANSPORTS)}")
+        self._rejects[address.lower()] = code
+        self._apply_rejects()
+        self._wait_for_rcpt(address, str(code))
+
+    def clear_rejects(self) -> None:
+        """Accept every recipient that reject_recipient turned away again."""
+        cleared, self._rejects = list(self._rejects), {}
+        self._apply_rejects()
+        for address in cleared:
+            self._wait_for_rcpt(address, None)
+
+    def _apply_rejects(self) -> None:
+        _write_postfix_file(
+            self.layout.transport_map,
+            "".join(
+                f"{address} {_REJECT_TRANSPORTS[code]}\n" for address, code in self._rejects.items()
+            ),
+        )
+        self.reload_postfix()
+
+    def _wait_for_rcpt(self, address: str, rejected_with: str | None) -> None:
+        """Poll RCPT on the plain port until the reject marker shows up (or no longer does)."""
+        deadline = time.monotonic() + self.timeout
+
+        def settled() -> bool:
+            reply = rcpt_reply(self.host, self.smtp_port, address, deadline)
+            if rejected_with is None:
+                return _REJECT_MARK not in reply
+            return reply.startswith(rejected_with) and _REJECT_MARK in reply
+
+        wait_until(settled, deadline, f"RCPT TO:<{address}> to settle after a transport change")
+
+    # -- Dovecot -----------------------------------------------------------------------------
+
+    def _doveadm(self, *args: str, stdin: bytes | None = None) -> str:
+        return run(DOVEADM, "-c", str(self.layout.dovecot_config), *args, stdin=stdin)
+
+    def start_dovecot(self) -> None:
+        """Start this stack's Dovecot as a child process; return when both IMAP ports answer."""
+        if self._dovecot is not None and self._dovecot.poll() is None:
+            return
+        with self.layout.dovecot_log.open("ab") as log:
+            # Its own session and process group, so stop_dovecot can signal all of it at once.
+            self._dovecot = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.layout.dovecot_config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + self.timeout
+        try:
+            read_banner(self.host, self.imap_port, b"* OK", deadline, self._dovecot)
+            wait_until_connects(self.host, self.imaps_port, deadline, self._dovecot)
+        except MailStackError as exc:
+            raise MailStackError(f"{exc}; dovecot log:\n{self._log_tail()}") from exc
+
+    def stop_dovecot(self) -> None:
+        """Stop this stack's Dovecot; return once none of its processes is left."""
+        process, self._dovecot = self._dovecot, None
+        if process is None or process.poll() is not None:
+            return
+        deadline = time.monotonic() + self.timeout
+        # SIGTERM to the master alone takes 1-6 s: it stops its children one after another
+        # and a login process can sit in a 5 s stats handshake. Signalling the whole group
+        # (sessions get "BYE Server shutting down") is done in milliseconds.
+        signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+            wait_until_group_gone(process.pid, deadline)
+        except (subprocess.TimeoutExpired, MailStackError):
+            signal_group(process.pid, signal.SIGKILL)
+            process.wait(self.timeout)
+
+    def restart_dovecot(self) -> None:
+        """Stop Dovecot, then start it again."""
+        self.stop_dovecot()
+        self.start_dovecot()
+
+    def kick(self, address: str) -> None:
+        """Disconnect every IMAP session of `address` (the server sends BYE)."""
+        self._doveadm("kick", address)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.layout.dovecot_log.read_text().splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    # -- mailboxes ---------------------------------------------------------------------------
+
+    def maildir(self, address: str) -> Path:
+        """The INBOX Maildir root (with cur/ new/ tmp/) of `address`."""
+        if address not in self.users:
+            raise KeyError(f"{address} is not a user of this stack")
+        return self.layout.maildir(address)
+
+    def append_raw(self, address: str, data: bytes, folder: str = "INBOX", flags: str = "") -> Path:
+        """Put a message straight into a mailbox, bypassing SMTP; return the file's path.
+
+        `flags` are IMAP system flags separated by spaces, e.g. "\\Seen \\Flagged".
+        """
+        root = self.maildir(address)
+        if folder.upper() != "INBOX":
+            root = root / f".{folder}"
+            if not root.exists():
+                self._doveadm("mailbox", "create", "-s", "-u", address, folder)
+        vmail = pwd.getpwnam(VMAIL_USER)
+        return deliver_file(root, data, flags, vmail.pw_uid, vmail.pw_gid)
+
+
+def rcpt_reply(host: str, port: int, address: str, deadline: float) -> str:
+    """The plain SMTP port's reply to RCPT TO:<address> after MAIL FROM:<>."""
+    with smtplib.SMTP(host, port, timeout=max(0.1, deadline - time.monotonic())) as smtp:
+        smtp.ehlo("mailstack.test")
+        smtp.mail("")
+        code, text = smtp.rcpt(address)
+        smtp.rset()
+    return f"{code} {text.decode(errors='replace')}"
