@@ -144,6 +144,15 @@ class Board:
             .tags(TAGS)
             .editable()
             .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+            # The other mailprobe dashboards, carrying the route selection across.
+            .link(
+                db.DashboardLink("mailprobe")
+                .type(dm.DashboardLinkType.DASHBOARDS)
+                .tags(TAGS)
+                .as_dropdown(True)
+                .include_vars(True)
+                .keep_time(False)
+            )
         )
         self._next_id = 1
 
@@ -482,7 +491,14 @@ def route_detail() -> Board:
         [q(rate_average("mailprobe_send_delay_seconds"), "send"),
          q(rate_average("mailprobe_receive_delay_seconds"), "receive"),
          q(rate_average("mailprobe_delivery_delay_seconds"), "end to end")],
-        width=12, height=8,
+        width=8, height=8,
+    )  # fmt: skip
+    b.add(
+        big("Clock skew, last probe", "Largest backwards step between the Received hops of "
+            "the last probe: servers' clocks this far apart blur the send/receive split.", "s",
+            at_most(5, 1), decimals=1),
+        [q(f"mailprobe_clock_skew_seconds{{{ROUTE}}}", "{{route}}", instant=True)],
+        width=4, height=8,
     )  # fmt: skip
     b.add(
         graph("SMTP submission time by phase", "Average seconds per submission phase, "
