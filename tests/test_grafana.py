@@ -161,7 +161,7 @@ def test_queries_use_only_defined_variables() -> None:
         assert used <= defined, f"{name} {panel['title']!r}: {used - defined}"
 
 
-def agent_series() -> set[str]:
+def agent_series(state_dir: Path) -> set[str]:
     """Names of every sample series the agent can export."""
     from agent.config import parse_config
     from agent.daemon import Agent
@@ -171,7 +171,8 @@ def agent_series() -> set[str]:
                 "password_env": "MP_GRAFANA_TEST_PW"}  # fmt: skip
     os.environ["MP_GRAFANA_TEST_SECRET"] = "secret"
     config = parse_config({
-        "agent": {"listen": "127.0.0.1:0", "secret_env": "MP_GRAFANA_TEST_SECRET"},
+        "agent": {"listen": "127.0.0.1:0", "secret_env": "MP_GRAFANA_TEST_SECRET",
+                  "state_dir": str(state_dir)},
         "accounts": {"a": {"address": "u@x.test", "smtp": endpoint, "imap": endpoint}},
         "routes": [{"name": "r", "from": "a", "to": "a"}],
     })  # fmt: skip
@@ -195,9 +196,9 @@ def recorded_series() -> set[str]:
     }
 
 
-def test_queries_read_only_series_the_agent_or_the_rules_produce() -> None:
+def test_queries_read_only_series_the_agent_or_the_rules_produce(tmp_path: Path) -> None:
     """A misspelt metric or a rule renamed in config/prometheus/rules breaks this, not a panel."""
-    known = agent_series() | recorded_series()
+    known = agent_series(tmp_path) | recorded_series()
     name_re = re.compile(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+|mailprobe_[a-z0-9_]+)\b")
     for name, panel, target in queries():
         used = set(name_re.findall(target["expr"]))
