@@ -28,6 +28,7 @@ from grafana_foundation_sdk.builders import (
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders.common import (
     GraphThresholdsStyleConfig,
+    ReduceDataOptions,
     StackingConfig,
     VizLegendOptions,
 )
@@ -70,6 +71,11 @@ ROUTE = 'route=~"$route"'
 ACCOUNT = 'route="all",check="any"'
 
 PanelBuilder = Builder[dm.Panel]
+
+
+def last() -> ReduceDataOptions:
+    """Show each series' latest value (instant queries have only that one)."""
+    return ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
 def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
@@ -201,6 +207,7 @@ def big(title: str, description: str, unit: str, thresholds: db.ThresholdsConfig
         .unit(unit)
         .thresholds(thresholds)
         .color_mode(BigValueColorMode.BACKGROUND)
+        .reduce_options(last())
         .graph_mode(BigValueGraphMode.NONE)
         .no_value("no data")
     )
@@ -218,6 +225,7 @@ def bars(title: str, description: str, unit: str, thresholds: db.ThresholdsConfi
         .unit(unit)
         .thresholds(thresholds)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(last())
         .orientation(VizOrientation.HORIZONTAL)
         .show_unfilled(True)
         .no_value("no data")
@@ -328,7 +336,7 @@ def sla_overview() -> Board:
         .title("Connectivity this month")
         .description(f"Share of the observed time outside maintenance the route could send "
                      f"and receive; the contract promises {CONNECTIVITY_PERCENT} %.")
-        .unit("percent").decimals(3).min(99).max(100)
+        .unit("percent").decimals(3).min(99).max(100).reduce_options(last())
         .thresholds(at_least(CONNECTIVITY_PERCENT)).no_value("no data"),
         [q(month_ratio(f'{ROUTE},check="connectivity"'), "{{route}}", instant=True)],
         width=6, height=7,

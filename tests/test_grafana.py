@@ -134,6 +134,19 @@ def test_every_panel_has_a_title_the_datasource_and_a_query() -> None:
             assert var["datasource"]["uid"] == uid, f"{name} variable {var['name']}"
 
 
+def test_single_figure_panels_show_the_latest_value_of_instant_queries() -> None:
+    """Stats, gauges and bar gauges show a figure now (month to date), not a range's mean."""
+    checked = 0
+    for name, board in dashboards().items():
+        for panel in panels(board):
+            if panel["type"] not in {"stat", "gauge", "bargauge"}:
+                continue
+            assert panel["options"]["reduceOptions"]["calcs"] == ["lastNotNull"], panel["title"]
+            assert all(t["instant"] for t in panel["targets"]), (name, panel["title"])
+            checked += 1
+    assert checked >= 15
+
+
 def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     """Ids are unique per dashboard and no two panels share a grid cell of the 24 columns."""
     for name, board in dashboards().items():
