@@ -28,11 +28,14 @@ from agent.ledger import MIN_RETENTION
 from agent.sla import SlaConfig
 from agent.windows import MaintenanceWindows
 from probes.delaysplit import ServicePatterns
+from probes.message import SIGNED_HEADERS
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
 _KEYED = re.compile(r"^([a-z_]+): ")
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _WINDOW_TAGS = frozenset({"one_off", "recurring"})
+_HEADER_NAME = re.compile(r"X-[A-Za-z0-9-]{1,64}")
+_PROBE_HEADERS = frozenset(h.lower() for h in SIGNED_HEADERS)
 
 PositiveDuration = Annotated[Duration, AfterValidator(positive)]
 
@@ -155,6 +158,20 @@ class AgentSettings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Ledger rows older than this are folded into totals; the report needs 13 months of rows.
     ledger_retention: PositiveDuration = 400 * 86400.0
+    # Added to every probe, e.g. for a provider's filter rule, or a test server's hold rule.
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _extra_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r}: a header name is X- followed by letters, digits, '-'")
+            if name.lower() in _PROBE_HEADERS:
+                raise ValueError(f"{name!r} is set by the agent itself")
+            if not value.isprintable():
+                raise ValueError(f"{name!r}: the value must be one printable line")
+        return headers
 
     @field_validator("listen")
     @classmethod

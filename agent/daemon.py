@@ -120,6 +120,7 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, version=__version__
         )
         self.inflight = InFlight()
+        self.extra_headers = dict(config.agent.extra_headers) or None
         self._splitter = DelaySplitter(config)
         self._retry = {r.name: asyncio.Event() for r in config.routes}
         self.books = Bookkeeping(config, self.clock.time, self._receive_failed)
