@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -42,19 +44,33 @@ def wait_until(condition: Callable[[], bool], deadline: float, what: str) -> Non
         time.sleep(POLL_INTERVAL)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (zombies of our own children count as gone)."""
+def _stat_fields(pid: str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: state, ppid, pgrp, ..."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            state = stat.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
-def wait_until_gone(pid: int, deadline: float) -> None:
-    """Wait for a process that is not our child to exit."""
-    wait_until(lambda: not pid_alive(pid), deadline, f"pid {pid} to exit")
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (zombies count as gone)."""
+    fields = _stat_fields(str(pid))
+    return fields is not None and fields[0] != "Z"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group runs (zombies count as gone).
+
+    Orphans are reaped by pid 1 whenever it gets round to it, so kill(-pgid, 0), which
+    counts zombies, can report a stopped server as alive for a long time.
+    """
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None and fields[0] != "Z" and fields[2] == str(pgid):
+                return True
+    return False
 
 
 def signal_group(pgid: int, signum: int) -> None:
@@ -63,17 +79,32 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def wait_until_group_gone(pgid: int, deadline: float) -> None:
-    """Wait until no process of the group is left."""
+def stop_group(
+    pgid: int,
+    first: Callable[[], None],
+    grace: float,
+    deadline: float,
+    child: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Call `first` (e.g. SIGTERM), wait up to `grace` for the group to go, then SIGKILL it.
+
+    `child` is the group leader when it is our own child: it is reaped while waiting.
+    """
 
     def gone() -> bool:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        return False
+        if child is not None:
+            child.poll()
+        return not group_alive(pgid)
 
-    wait_until(gone, deadline, f"process group {pgid} to exit")
+    first()
+    try:
+        wait_until(gone, min(time.monotonic() + grace, deadline), f"process group {pgid} to exit")
+    except MailStackError:
+        signal_group(pgid, signal.SIGKILL)
+        wait_until(gone, deadline, f"process group {pgid} to exit after SIGKILL")
+    if child is not None:
+        # It may have turned zombie between poll() and the scan above: reap it now.
+        child.wait(max(0.0, deadline - time.monotonic()))
 
 
 def _check_running(process: subprocess.Popen[bytes] | None) -> None:
@@ -103,18 +134,26 @@ def read_banner(
     prefix: bytes,
     deadline: float,
     process: subprocess.Popen[bytes] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Poll until host:port accepts and greets with a line starting with `prefix`."""
+    """Poll until host:port accepts and greets with a line starting with `prefix`.
+
+    With `tls`, the greeting is read over implicit TLS verified with that context.
+    """
     last = b""
 
     def greets() -> bool:
         nonlocal last
         _check_running(process)
         try:
-            with socket.create_connection((host, port), timeout=1) as sock:
-                sock.settimeout(max(0.1, deadline - time.monotonic()))
-                last = sock.recv(512)
-        except OSError:
+            with socket.create_connection((host, port), timeout=1) as raw:
+                raw.settimeout(max(0.1, deadline - time.monotonic()))
+                if tls is None:
+                    last = raw.recv(512)
+                else:
+                    with tls.wrap_socket(raw, server_hostname=host) as sock:
+                        last = sock.recv(512)
+        except OSError:  # includes ssl.SSLError
             return False
         return last.startswith(prefix)
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -26,10 +27,9 @@ from tests.mailstack.process import (
     read_banner,
     run,
     signal_group,
+    stop_group,
     wait_until,
     wait_until_connects,
-    wait_until_gone,
-    wait_until_group_gone,
 )
 from tests.mailstack.tls import make_certificates
 
@@ -41,6 +41,8 @@ DOVEADM = "/usr/bin/doveadm"
 VMAIL_USER = "vmail"
 INSTALL_HINT = "run `bash tests/mailstack/install.sh` as root"
 
+# How long a server gets to exit on SIGTERM before the rest of its processes get SIGKILL.
+_STOP_GRACE = 0.5
 _QUEUED_AS = re.compile(r"\bqueued as ([0-9A-Za-z]+)")
 # Marks replies caused by reject_recipient, so a poll can tell them from other rejections.
 _REJECT_MARK = "mailstack-reject"
@@ -176,8 +178,9 @@ class MailStack:
         self._layout = config.Layout(root)
         try:
             self._write_files()
-            self.start_postfix()
+            # Dovecot first: Postfix's SASL-enabled listeners need its auth socket.
             self.start_dovecot()
+            self.start_postfix()
         except BaseException:
             self.stop()
             raise
@@ -268,16 +271,20 @@ class MailStack:
         deadline = time.monotonic() + self.timeout
         read_banner(self.host, self.smtp_port, b"220", deadline)
         read_banner(self.host, self.submission_port, b"220", deadline)
+        # Connect only: smtpd with SASL needs Dovecot's auth socket to greet, so a TLS greeting
+        # here would fail (and get the service throttled) whenever Dovecot is down.
         wait_until_connects(self.host, self.submissions_port, deadline)
 
     def stop_postfix(self) -> None:
-        """Stop this stack's Postfix master (and with it its children); wait until it is gone."""
+        """Stop this stack's Postfix; return once none of its processes is left."""
         pid, self._postfix_pid = self._postfix_pid, None
         if pid is None or not pid_alive(pid):
             return
-        # SIGTERM to the master is what `postfix stop` sends; the script then polls in 1 s steps.
-        os.kill(pid, signal.SIGTERM)
-        wait_until_gone(pid, time.monotonic() + self.timeout)
+        # What `postfix stop` does, minus its 1 s polling: SIGTERM to the master, which
+        # terminates its process group (it is a session leader, so pgid == pid).
+        stop_group(
+            pid, lambda: os.kill(pid, signal.SIGTERM), _STOP_GRACE, time.monotonic() + self.timeout
+        )
 
     def reload_postfix(self) -> None:
         """Make Postfix re-read main.cf, master.cf and its texthash tables."""
@@ -294,6 +301,10 @@ class MailStack:
         """Take a held message off hold and have it delivered now, not at the next queue scan."""
         run(POSTSUPER, "-c", str(self.layout.postfix_config), "-H", queue_id)
         run(POSTQUEUE, "-c", str(self.layout.postfix_config), "-i", queue_id)
+
+    def flush_queue(self) -> None:
+        """Retry deferred mail now instead of at the next queue run (e.g. after an outage)."""
+        run(POSTQUEUE, "-c", str(self.layout.postfix_config), "-f")
 
     def reject_recipient(self, address: str, code: int) -> None:
         """Reject RCPT TO:<address> with 450 (temporary) or 550 (permanent) until cleared."""
@@ -348,8 +359,11 @@ class MailStack:
             )  # fmt: skip
         deadline = time.monotonic() + self.timeout
         try:
+            # Full greetings, TLS included: a login process still starting up when the stack
+            # is stopped would hold the stop up (see stop_dovecot).
             read_banner(self.host, self.imap_port, b"* OK", deadline, self._dovecot)
-            wait_until_connects(self.host, self.imaps_port, deadline, self._dovecot)
+            tls = self.client_ssl_context()
+            read_banner(self.host, self.imaps_port, b"* OK", deadline, self._dovecot, tls)
         except MailStackError as exc:
             raise MailStackError(f"{exc}; dovecot log:\n{self._log_tail()}") from exc
 
@@ -358,17 +372,17 @@ class MailStack:
         process, self._dovecot = self._dovecot, None
         if process is None or process.poll() is not None:
             return
-        deadline = time.monotonic() + self.timeout
-        # SIGTERM to the master alone takes 1-6 s: it stops its children one after another
-        # and a login process can sit in a 5 s stats handshake. Signalling the whole group
-        # (sessions get "BYE Server shutting down") is done in milliseconds.
-        signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-            wait_until_group_gone(process.pid, deadline)
-        except (subprocess.TimeoutExpired, MailStackError):
-            signal_group(process.pid, signal.SIGKILL)
-            process.wait(self.timeout)
+        # SIGTERM to the master alone takes 1-6 s: it stops its children one after another.
+        # Signalling the whole group ends sessions with "BYE Server shutting down" within
+        # milliseconds; a login process caught starting up ignores SIGTERM for its 5 s stats
+        # handshake, hence SIGKILL after a short grace.
+        stop_group(
+            process.pid,
+            lambda: signal_group(process.pid, signal.SIGTERM),
+            _STOP_GRACE,
+            time.monotonic() + self.timeout,
+            child=process,
+        )
 
     def restart_dovecot(self) -> None:
         """Stop Dovecot, then start it again."""
@@ -405,6 +419,34 @@ class MailStack:
                 self._doveadm("mailbox", "create", "-s", "-u", address, folder)
         vmail = pwd.getpwnam(VMAIL_USER)
         return deliver_file(root, data, flags, vmail.pw_uid, vmail.pw_gid)
+
+    def delivered(self, address: str, needle: bytes) -> list[Path]:
+        """Message files in the INBOX of `address` (new/ and cur/) that contain `needle`."""
+        root = self.maildir(address)
+        files = [*(root / "new").iterdir(), *(root / "cur").iterdir()]
+        return [path for path in files if _contains(path, needle)]
+
+    def wait_for_delivery(self, address: str, needle: bytes, timeout: float = 10.0) -> Path:
+        """Poll the INBOX of `address` until a message containing `needle` is there."""
+        found: list[Path] = []
+
+        def arrived() -> bool:
+            found[:] = self.delivered(address, needle)
+            return bool(found)
+
+        wait_until(arrived, time.monotonic() + timeout, f"{needle!r} to arrive for {address}")
+        return found[0]
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts exactly this stack's CA."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def _contains(path: Path, needle: bytes) -> bool:
+    try:
+        return needle in path.read_bytes()
+    except FileNotFoundError:  # moved from new/ to cur/ by an IMAP session meanwhile
+        return False
 
 
 def rcpt_reply(host: str, port: int, address: str, deadline: float) -> str:
