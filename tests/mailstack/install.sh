@@ -19,9 +19,10 @@ missing_packages() {
     done
 }
 
+# Only what is missing: naming an installed package (openssl) would upgrade it system-wide.
 apt_install() {
     apt-get install -y --no-install-recommends $LOCK_WAIT \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $PACKAGES
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
 }
 
 install_packages() {

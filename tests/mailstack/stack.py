@@ -43,6 +43,8 @@ INSTALL_HINT = "run `bash tests/mailstack/install.sh` as root"
 
 # How long a server gets to exit on SIGTERM before the rest of its processes get SIGKILL.
 _STOP_GRACE = 0.5
+# doveadm's exit code (EX_NOUSER) when kick found no session to end.
+_DOVEADM_NO_USER = 68
 _QUEUED_AS = re.compile(r"\bqueued as ([0-9A-Za-z]+)")
 # Marks replies caused by reject_recipient, so a poll can tell them from other rejections.
 _REJECT_MARK = "mailstack-reject"
@@ -389,9 +391,17 @@ class MailStack:
         self.stop_dovecot()
         self.start_dovecot()
 
-    def kick(self, address: str) -> None:
-        """Disconnect every IMAP session of `address` (the server sends BYE)."""
-        self._doveadm("kick", address)
+    def kick(self, address: str) -> bool:
+        """Disconnect every IMAP session of `address` (BYE); False when it had none."""
+        result = subprocess.run(
+            [DOVEADM, "-c", str(self.layout.dovecot_config), "kick", address],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode == _DOVEADM_NO_USER:
+            return False
+        if result.returncode != 0:
+            raise MailStackError(f"doveadm kick {address}: {result.stderr.strip()}")
+        return True
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
