@@ -139,6 +139,27 @@ def test_implicit_tls_ports_fail_verification_without_the_ca(
         context.wrap_socket(sock, server_hostname=mailstack.host)
 
 
+def _plain_imap_login(stack: MailStack, source: str) -> tuple[bytes, bytes]:
+    """Greeting and reply to a cleartext LOGIN on the STARTTLS port, from `source`."""
+    with socket.create_connection(
+        (stack.host, stack.imap_port), timeout=10, source_address=(source, 0)
+    ) as sock, sock.makefile("rwb") as stream:  # fmt: skip
+        greeting = stream.readline()
+        stream.write(f"a LOGIN {ALICE} {stack.users[ALICE]}\r\n".encode())
+        stream.flush()
+        return greeting, stream.readline()
+
+
+def test_imap_refuses_cleartext_login_except_from_127_0_0_1(mailstack: MailStack) -> None:
+    """ssl=required holds for other sources; Dovecot deems 127.0.0.1 -> 127.0.0.1 secure."""
+    greeting, reply = _plain_imap_login(mailstack, "127.0.0.2")
+    assert b"LOGINDISABLED" in greeting
+    assert not reply.startswith(b"a OK")
+    greeting, reply = _plain_imap_login(mailstack, "127.0.0.1")
+    assert b"LOGINDISABLED" not in greeting
+    assert reply.startswith(b"a OK")
+
+
 def test_wrong_password_is_refused_with_535(mailstack: MailStack) -> None:
     """Dovecot SASL behind Postfix refuses a wrong password."""
     with smtplib.SMTP_SSL(

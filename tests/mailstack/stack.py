@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.mailstack import config
+from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_file
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
     MailStackError,
@@ -52,13 +53,6 @@ _REJECT_TRANSPORTS = {
     450: f"retry:4.2.0 {_REJECT_MARK} mailbox temporarily unavailable",
     550: f"error:5.1.1 {_REJECT_MARK} mailbox unavailable",
 }
-# (name, owned by the setgid group, mode) as in /etc/postfix/postfix-files.
-_PRIVATE_QUEUES = "active bounce corrupt defer deferred flush hold incoming private saved trace"
-_QUEUE_DIRS = (
-    *((name, False, 0o700) for name in _PRIVATE_QUEUES.split()),
-    ("maildrop", True, 0o730),
-    ("public", True, 0o710),
-)
 _DEFAULT_USERS = ("alice@probe.test", "bob@probe.test", "carol@probe.test", "dave@other.test")
 
 
@@ -96,28 +90,6 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _write_postfix_file(path: Path, text: str) -> None:
-    """Write a Postfix config file with an mtime in the past.
-
-    Postfix waits, in 0.3 s steps, until a file it loads is at least ~2 s old ("let it cool
-    down"), which made every fresh start take 2 s.
-    """
-    path.write_text(text)
-    past = time.time() - 60
-    os.utime(path, (past, past))
-
-
-def _make_queue_dirs(spool: Path, owner: int, setgid_group: int) -> None:
-    """Create Postfix's queue directories as post-install would (see postfix-files)."""
-    spool.mkdir(mode=0o755)
-    (spool / "pid").mkdir(mode=0o755)
-    for name, group, mode in _QUEUE_DIRS:
-        path = spool / name
-        path.mkdir()
-        os.chown(path, owner, setgid_group if group else -1)
-        path.chmod(mode)  # mkdir's mode is masked by the umask
-
-
 class MailStack:
     """Postfix and Dovecot with their own configs, spool and mailboxes under a temp directory."""
 
@@ -140,6 +112,7 @@ class MailStack:
         self._dovecot: subprocess.Popen[bytes] | None = None
         self._postfix_pid: int | None = None
         self._rejects: dict[str, int] = {}
+        #: The CA that signed the servers' certificate; written by start().
         self.ca_file = Path()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -163,6 +136,7 @@ class MailStack:
 
     @property
     def layout(self) -> config.Layout:
+        """Paths of the running stack's files (configs, spool, logs, sockets)."""
         if self._layout is None:
             raise MailStackError("the mail stack is not started")
         return self._layout
@@ -200,6 +174,7 @@ class MailStack:
                 if not self.keep_dir:
                     shutil.rmtree(self._layout.root, ignore_errors=True)
                 self._layout = None
+                self._rejects = {}
 
     def _write_files(self) -> None:
         layout = self.layout
@@ -218,23 +193,23 @@ class MailStack:
         for directory in (layout.postfix_config, layout.postfix_data, layout.root / "log",
                           layout.dovecot_run, layout.dovecot_state):  # fmt: skip
             directory.mkdir(parents=True)
-        _make_queue_dirs(layout.spool, postfix.pw_uid, grp.getgrnam("postdrop").gr_gid)
+        make_queue_dirs(layout.spool, postfix.pw_uid, grp.getgrnam("postdrop").gr_gid)
         os.chown(layout.postfix_data, postfix.pw_uid, -1)
         layout.postfix_data.chmod(0o700)
 
-        _write_postfix_file(
+        write_postfix_file(
             layout.postfix_config / "main.cf",
             config.postfix_main_cf(
                 layout, domains, tls.server_cert, tls.server_key, f"mail.{self.domain}"
             ),
         )
-        _write_postfix_file(layout.postfix_config / "master.cf", config.postfix_master_cf(ports))
+        write_postfix_file(layout.postfix_config / "master.cf", config.postfix_master_cf(ports))
         mailboxes = [*self.users, self.bounce_address]
-        _write_postfix_file(
+        write_postfix_file(
             layout.mailboxes_map, "".join(f"{address} OK\n" for address in mailboxes)
         )
-        _write_postfix_file(layout.transport_map, "")
-        _write_postfix_file(layout.header_checks, f"/^{self.hold_header}:\\s*yes\\b/ HOLD\n")
+        write_postfix_file(layout.transport_map, "")
+        write_postfix_file(layout.header_checks, f"/^{self.hold_header}:\\s*yes\\b/ HOLD\n")
 
         layout.dovecot_config.write_text(
             config.dovecot_conf(
@@ -249,11 +224,7 @@ class MailStack:
         layout.dovecot_users.chmod(0o640)
         os.chown(layout.dovecot_users, 0, pwd.getpwnam("dovecot").pw_gid)
         # Mailboxes exist before the first delivery, so watchers can be set up right away.
-        for address in self.users:
-            for sub in ("cur", "new", "tmp"):
-                (layout.maildir(address) / sub).mkdir(parents=True)
-        for path in (layout.vmail, *layout.vmail.rglob("*")):
-            os.chown(path, vmail.pw_uid, vmail.pw_gid)
+        make_maildirs(layout.vmail, [layout.maildir(address) for address in self.users], vmail)
 
     # -- Postfix -----------------------------------------------------------------------------
 
@@ -324,7 +295,7 @@ class MailStack:
             self._wait_for_rcpt(address, None)
 
     def _apply_rejects(self) -> None:
-        _write_postfix_file(
+        write_postfix_file(
             self.layout.transport_map,
             "".join(
                 f"{address} {_REJECT_TRANSPORTS[code]}\n" for address, code in self._rejects.items()
