@@ -119,7 +119,7 @@ class Route(_Model):
     from_: str = Field(alias="from")
     to: str
     interval: PositiveDuration = 60.0
-    jitter: Duration = -1.0  # default: 10 % of the interval
+    jitter: Duration | None = None  # default: 10 % of the interval
     overdue_after: PositiveDuration = 3600.0
     lost_after: PositiveDuration = 86400.0
 
@@ -143,7 +143,7 @@ class Route(_Model):
     @property
     def jitter_seconds(self) -> float:
         """Random spread added to each interval so routes do not march in step."""
-        return self.interval * 0.1 if self.jitter < 0 else self.jitter
+        return self.interval * 0.1 if self.jitter is None else self.jitter
 
 
 class AgentSettings(_Model):
