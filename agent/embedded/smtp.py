@@ -191,7 +191,7 @@ class _TrackedSMTP(SMTP):
             return
         if abort:
             transport.abort()
-        else:
+        elif not transport.is_closing():  # a closing TLS transport raises on write
             transport.write(b"421 4.3.2 Service shutting down, closing connection\r\n")
             transport.close()
 
