@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import socket
+import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.bookkeeping import LEDGER_FILE, open_ledger_readonly
 from agent.config import Config, parse_config
 from agent.daemon import Agent
 from agent.embedded.service import EmbeddedMailService
 from agent.inflight import Pending
+from agent.ledger import Ledger
 from tests.support import SECRET, FakeClock, account, wait_until
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
@@ -107,3 +113,59 @@ async def run_for(
 def anything(pending: Pending) -> bool:
     """For `run_for(leave=...)`: any probe may stay in flight."""
     return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AgentProcess:
+    """One `python -m agent.cli run` with its log in a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+
+    async def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), 15)
+
+    async def ensure_gone(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def read(state: Path, query: Callable[[Ledger], Any]) -> Any:
+    """Run `query` on a read-only view of the ledger; None while there is no ledger yet."""
+    try:
+        with open_ledger_readonly(state / LEDGER_FILE) as ledger:
+            return query(ledger)
+    except (FileNotFoundError, sqlite3.OperationalError):  # not created, or schema not yet in
+        return None
+
+
+async def scrape(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    return data.decode()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    series = f"{name}{{{inner}}}" if inner else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    assert match is not None, f"{series} not exported"
+    return float(match.group(1))

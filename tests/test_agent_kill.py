@@ -7,24 +7,28 @@ written to the ledger is all the next agent gets.
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import socket
-import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.accounting import Check
-from agent.bookkeeping import LEDGER_FILE, TICK_INTERVAL, open_ledger_readonly
+from agent.bookkeeping import TICK_INTERVAL
 from agent.embedded.service import EmbeddedMailService
 from agent.ledger import Ledger
 from agent.windows import intersect, total
-from tests.books_support import USERS, config_data, write_config
+from tests.books_support import (
+    USERS,
+    AgentProcess,
+    config_data,
+    free_port,
+    metric,
+    read,
+    scrape,
+    write_config,
+)
 from tests.support import wait_until
 
 HOLD = 6.0  # seconds the service holds each delivery while the first agent runs
@@ -34,61 +38,6 @@ HOLD = 6.0  # seconds the service holds each delivery while the first agent runs
 async def mail() -> AsyncIterator[EmbeddedMailService]:
     async with EmbeddedMailService(USERS) as service:
         yield service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AgentProcess:
-    """One `python -m agent.cli run` with its log in a file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-
-    async def signal(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), 15)
-
-    async def ensure_gone(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-def read(state: Path, query: Callable[[Ledger], Any]) -> Any:
-    """Run `query` on a read-only view of the ledger; None while there is no ledger yet."""
-    try:
-        with open_ledger_readonly(state / LEDGER_FILE) as ledger:
-            return query(ledger)
-    except (FileNotFoundError, sqlite3.OperationalError):  # not created, or schema not yet in
-        return None
-
-
-async def scrape(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = await reader.read()
-    writer.close()
-    return data.decode()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    match = re.search(rf"^{name}{{{re.escape(inner)}}} (\S+)$", text, re.MULTILINE)
-    assert match is not None, f"{name}{{{inner}}} not exported"
-    return float(match.group(1))
 
 
 async def test_sigkill_with_probes_in_flight_counts_each_once_with_its_true_delay(
@@ -166,7 +115,11 @@ async def test_outage_across_a_sigkill_is_one_down_period_without_the_gap(
                          "a first probe")  # fmt: skip
         await mail.set_outage("smtp", down=True)
         await wait_until(lambda: [s for s, _ in send_transitions()] == ["down"], 20, "down")
-        await wait_until(lambda: len(read(state, Ledger.runs) or []) == 1, 20, "a heartbeat")
+        # A heartbeat after the failure, so part of the outage is observed before the kill.
+        down = send_transitions()[0][1]
+        await wait_until(
+            lambda: (read(state, Ledger.runs) or [(0.0, 0.0)])[-1][1] > down, 20, "a heartbeat"
+        )
         await first.signal(signal.SIGKILL)
         await asyncio.sleep(2.0)  # no agent running: unobserved, not down
         await second.start()
