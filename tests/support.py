@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,11 @@ def make_config(
 ) -> Config:
     """A validated Config with a test secret and an ephemeral HTTP port."""
     os.environ["MP_TEST_SECRET"] = SECRET
+    if state_dir is None:  # a fresh ledger per config, never a shared one
+        state_dir = Path(tempfile.mkdtemp(prefix="mailprobe-test-state-"))
     data = {
         "agent": {"listen": "127.0.0.1:0", "secret_env": "MP_TEST_SECRET",
-                  "state_dir": str(state_dir or "/nonexistent"), **agent},
+                  "state_dir": str(state_dir), **agent},
         "accounts": dict(accounts),
         "routes": list(routes),
     }  # fmt: skip

@@ -233,26 +233,29 @@ async def test_routes_are_probed_on_their_interval_without_waiting(
         await asyncio.wait_for(task, 10)
 
 
-async def test_overdue_then_lost_on_the_injected_clock(mail: EmbeddedMailService) -> None:
-    """A probe that never arrives: overdue after overdue_after, lost after lost_after, once each."""
-    clock = FakeClock()
-    config = config_for(mail, overdue_after="1h", lost_after="2h", interval="1d")
-    agent = Agent(config, clock=clock, serve_http=False)
-    agent.inflight.add(Pending("f" * 32, "a2b", clock.now, clock.now, 3600, 7200))
-    await mail.set_outage("smtp", down=True)
-    task = asyncio.ensure_future(agent.run())
-    try:
-        await clock.advance(3599)
-        assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 0
-        await clock.advance(2)
-        assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 1
-        await clock.advance(3600)
-        assert sample(agent, "mailprobe_probes_lost_total", route="a2b") == 1
-        assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 1
-        assert sample(agent, "mailprobe_probes_in_flight", route="a2b") == 0
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 10)
+async def test_overdue_then_lost_on_the_injected_clock() -> None:
+    """A probe accepted but never delivered: overdue after overdue_after, lost after lost_after."""
+    async with EmbeddedMailService(USERS, delay=10**6) as held:  # accepts, never delivers
+        clock = FakeClock()
+        config = config_for(held, overdue_after="1h", lost_after="2h", interval="1d")
+        # Keep the receive check quiet, so no confirmation retries add probes of their own.
+        sla = config.sla.model_copy(update={"receive_deadline": 3 * 3600.0})
+        agent = Agent(config.model_copy(update={"sla": sla}), clock=clock, serve_http=False)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await clock.advance(2.0)  # past the first probe's start-up spread
+            await wait_until(lambda: len(agent.inflight) == 1, 5, "the probe in flight")
+            await clock.advance(3598)
+            assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 0
+            await clock.advance(2)
+            assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 1
+            await clock.advance(3600)
+            assert sample(agent, "mailprobe_probes_lost_total", route="a2b") == 1
+            assert sample(agent, "mailprobe_probes_overdue_total", route="a2b") == 1
+            assert sample(agent, "mailprobe_probes_in_flight", route="a2b") == 0
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 10)
 
 
 async def test_stop_is_prompt_and_releases_the_port(mail: EmbeddedMailService) -> None:
