@@ -17,7 +17,6 @@ from aioimaplib import aioimaplib
 from agent.config import Config
 from agent.daemon import Agent
 from agent.embedded.service import EmbeddedMailService
-from agent.inflight import Pending
 from agent.results import Status
 from probes.message import build_probe
 from probes.tls import client_context
