@@ -117,8 +117,8 @@ class Bookkeeping:
     def open(self) -> list[Pending]:
         """Open the ledger, continue from it, start a run; return the probes still in flight.
 
-        Lost probes are not returned: they stay in the ledger and are matched from there
-        (``late_arrival``) should they turn up after all.
+        Lost probes and probes of routes no longer configured are not returned: they stay in the
+        ledger and are matched from there (``late_arrival``) should they turn up after all.
         """
         path = ledger_path(self._config)
         try:
@@ -136,11 +136,11 @@ class Bookkeeping:
         pending: list[Pending] = []
         deadline = self._config.sla.receive_deadline
         for stored in ledger.in_flight(include_lost=True):
-            if stored.status == "lost":
+            route = self._routes.get(stored.route)
+            # Lost probes, and those of routes no longer configured, are matched from the ledger.
+            if stored.status == "lost" or route is None:
                 continue
-            pending.append(
-                pending_of(stored, self._routes.get(stored.route), self._config.sla.delay_maximum)
-            )
+            pending.append(pending_of(stored, route, self._config.sla.delay_maximum))
             if stored.sent_at + deadline > now:
                 self._awaiting[stored.probe_id] = (stored.route, stored.sent_at)
         self.refresh(now)

@@ -273,7 +273,9 @@ class Agent:
                 due = min(due, self.clock.time() + quick)
 
     def _receive_failed(self, route: str) -> None:
-        self._retry[route].set()
+        event = self._retry.get(route)
+        if event is not None:
+            event.set()
 
     async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
         """Sleep on the agent's clock; True when `wake` cut it short (False on timeout or stop)."""

@@ -10,7 +10,7 @@ from typing import Any
 from agent.bookkeeping import EXPORTED_FILE, LEDGER_FILE, Bookkeeping, open_ledger_readonly
 from agent.config import Config, parse_config
 from agent.inflight import Sighting
-from agent.ledger import MIN_RETENTION
+from agent.ledger import MIN_RETENTION, Ledger
 from agent.results import ProbeResult, Status
 
 T0 = 1_800_000_000.0
@@ -154,3 +154,26 @@ def test_compaction_at_start_folds_old_rows_and_keeps_the_totals(tmp_path: Path)
     books.close()
     with open_ledger_readonly(tmp_path / LEDGER_FILE) as ledger:
         assert ledger.baseline()[("all", "any", "observed")] == 60.0
+
+
+def test_probes_of_a_route_no_longer_configured_are_matched_from_the_ledger(
+    tmp_path: Path,
+) -> None:
+    """After a config change drops a route, its probes in flight are not tracked (and ask for no
+    retry), but one that arrives is still matched, from its ledger row."""
+    with Ledger.open(tmp_path / LEDGER_FILE) as ledger:
+        ledger.started(T0)
+        ledger.record_sent("f" * 32, "gone", T0, T0 + 0.1)
+        ledger.heartbeat(T0 + 5)
+    clock = Clock(T0 + 10)
+    asked: list[str] = []
+    books = Bookkeeping(config(tmp_path), clock, asked.append)
+    assert books.open() == []
+    clock.now = T0 + 400
+    books.tick(clock.now)
+    assert asked == []
+    late = books.late_arrival(Sighting("f" * 32, T0 + 20))
+    assert late is not None
+    assert (late.route, late.status, late.delay_seconds) == ("gone", Status.OK, 20.0)
+    assert books.record(late)
+    books.close()
