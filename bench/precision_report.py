@@ -289,12 +289,26 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def _ctime_check(samples: Sequence[Sample]) -> str:
+    """How far the inotify stamps trail the files' ctimes, and what that does to the errors."""
+    lag = [s.truth_at - s.truth_ctime for s in samples
+           if s.truth_at is not None and s.truth_ctime is not None]  # fmt: skip
+    text = (
+        f"the file's ctime (set by the kernel at the rename into `new/`) was "
+        f"{_ms(min(lag, default=math.nan))} to {_ms(max(lag, default=math.nan))} ms before that "
+        f"stamp (p50 {_ms(percentile(lag, 50))} ms, p99 {_ms(percentile(lag, 99))} ms); errors "
+        "taken against the ctime instead differ by at most"
+    )
+    for tool in (MAILPROBE, PEER):
+        shift = [abs(abs(s.sent_at + s.reported_delay - s.truth_ctime) - s.error)
+                 for s in samples if s.tool == tool and s.error is not None
+                 and s.reported_delay is not None and s.truth_ctime is not None]  # fmt: skip
+        if shift:
+            text += f" {_ms(max(shift))} ms for {tool},"
+    return text.rstrip(",") + "."
+
+
 def _method(samples: Sequence[Sample], args: argparse.Namespace) -> list[str]:
-    skew = [s.truth_at - s.truth_ctime for s in samples
-            if s.truth_at is not None and s.truth_ctime is not None]  # fmt: skip
-    shift = [abs(abs(s.sent_at + s.reported_delay - s.truth_ctime) - s.error) for s in samples
-             if s.error is not None and s.reported_delay is not None
-             and s.truth_ctime is not None]  # fmt: skip
     return [
         "## How it was measured",
         "",
@@ -304,11 +318,7 @@ def _method(samples: Sequence[Sample], args: argparse.Namespace) -> list[str]:
         "the injected delay.",
         "- Ground truth: `inotifywait --monitor` (inotify-tools) on each recipient's `new/`; a "
         "reader thread stamps each line with `time.time()` as it arrives and reads the file's "
-        "header to tell which probe it is. Cross-check: the file's ctime (the kernel's time of "
-        "the rename into `new/`, kept at the kernel's coarse clock granularity) was "
-        f"{_ms(min(skew, default=math.nan))} to {_ms(max(skew, default=math.nan))} ms before "
-        f"that stamp (p50 {_ms(percentile(skew, 50))} ms); errors taken against the ctime "
-        f"instead differ by at most {_ms(max(shift, default=math.nan))} ms.",
+        "header to tell which probe it is. Cross-check: " + _ctime_check(samples),
         "- mailprobe: the in-process Agent (probe-once mode: one watcher on alice, submissions "
         "from bob, default watch policy, STARTTLS on both sides), one probe at a time, so each "
         "probe is watched alone. True delay = file time - ProbeResult.sent_at; reported delay = "
