@@ -1,0 +1,52 @@
+"""Failure mapping: every library or OS error becomes one reason from the fixed vocabulary."""
+
+from __future__ import annotations
+
+import ssl
+
+import aiosmtplib
+import pytest
+
+from probes.errors import REASONS, ProbeError, ProbeTimeout
+from probes.smtp import _map_error
+
+CASES = [
+    (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"), "smtp_auth", "auth", 535),
+    (aiosmtplib.SMTPRecipientRefused(550, "5.1.1 unknown", "x@y"), "smtp_submit", "rejected", 550),
+    (aiosmtplib.SMTPSenderRefused(553, "5.7.1 not yours", "x@y"), "smtp_submit", "rejected", 553),
+    (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), "smtp_submit", "rejected", 451),
+    (aiosmtplib.SMTPConnectResponseError(554, "no service"), "smtp_connect", "connect", 554),
+    (aiosmtplib.SMTPServerDisconnected("gone"), "smtp_submit", "connect", None),
+    (ConnectionResetError("reset"), "smtp_tls", "connect", None),
+    (aiosmtplib.SMTPReadTimeoutError("slow"), "smtp_submit", "timeout", None),
+    (TimeoutError(), "smtp_auth", "timeout", None),
+    (ssl.SSLCertVerificationError("certificate verify failed"), "smtp_tls", "tls", None),
+    (aiosmtplib.SMTPResponseException(502, "5.5.2 what?"), "smtp_submit", "protocol", 502),
+    (aiosmtplib.SMTPNotSupported("no AUTH"), "smtp_auth", "protocol", None),
+    (RuntimeError("surprise"), "smtp_submit", "error", None),
+]
+
+
+@pytest.mark.parametrize(("exc", "phase", "reason", "code"), CASES)
+def test_errors_map_to_fixed_reasons(
+    exc: BaseException, phase: str, reason: str, code: int | None
+) -> None:
+    """Each error maps to its reason and keeps the server's reply code, never its text, as label."""
+    mapped = _map_error(exc, phase)
+    assert isinstance(mapped, ProbeError)
+    assert mapped.reason == reason
+    assert mapped.reason in REASONS
+    assert mapped.reply_code == code
+
+
+def test_tls_errors_are_reported_in_the_tls_phase() -> None:
+    """A certificate problem is a TLS failure even when it surfaces during connect."""
+    mapped = _map_error(ssl.SSLError("handshake failure"), "smtp_connect")
+    assert (mapped.phase, mapped.reason) == ("smtp_tls", "tls")
+
+
+def test_timeouts_are_also_builtin_timeouts() -> None:
+    """ProbeTimeout is a TimeoutError, so generic handlers still recognise it."""
+    mapped = _map_error(TimeoutError(), "smtp_connect")
+    assert isinstance(mapped, ProbeTimeout)
+    assert isinstance(mapped, TimeoutError)
