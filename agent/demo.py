@@ -117,7 +117,7 @@ def _table(agent: Agent, views: dict[str, RouteView]) -> Any:
 
     table = Table(title="mailprobe demo: routes", expand=True)
     for col in ("route", "smtp", "imap", "last delays (s)", "ok", "failed", "overdue", "lost",
-                "last failure"):  # fmt: skip
+                "last failure", "down s (month)", "observed s"):  # fmt: skip
         table.add_column(col)
     reg = agent.registry
     for name, view in views.items():
@@ -126,8 +126,12 @@ def _table(agent: Agent, views: dict[str, RouteView]) -> Any:
             up = reg.get_sample_value("mailprobe_up", {"route": name, "protocol": proto})
             ups.append("[green]up[/]" if up else "[red]down[/]")
         delays = " ".join(f"{d:.3f}" for d in view.delays) or "-"
+        # Month-so-far figures from the contract accounting (connectivity = send and receive).
+        check = {"route": name, "check": "connectivity"}
+        down = reg.get_sample_value("mailprobe_down_seconds_total", check) or 0.0
+        observed = reg.get_sample_value("mailprobe_observed_seconds_total", check) or 0.0
         table.add_row(name, *ups, delays, str(view.ok), str(view.failed), str(view.overdue),
-                      str(view.lost), view.last_reason)  # fmt: skip
+                      str(view.lost), view.last_reason, f"{down:.1f}", f"{observed:.0f}")  # fmt: skip
     return table
 
 
