@@ -181,7 +181,8 @@ async def test_held_mail_delay_is_measured_within_300ms(mailstack: MailStack) ->
         trip = asyncio.ensure_future(agent.round_trip(agent.config.routes[0], timeout=30))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not mailstack.held_queue_ids():
+        # Postfix may hold the message before our client has read its 250: wait for both.
+        while not (mailstack.held_queue_ids() and agent.inflight.pending()):
             assert loop.time() < deadline, "probe was not held"
             await asyncio.sleep(0.01)
         (queue_id,) = mailstack.held_queue_ids()
