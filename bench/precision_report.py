@@ -308,6 +308,21 @@ def _ctime_check(samples: Sequence[Sample]) -> str:
     return text.rstrip(",") + "."
 
 
+def _peer_method(args: argparse.Namespace) -> str:
+    return (
+        "- check_email_delivery: `--plugin` mode, check_smtp_send `--tls` (STARTTLS submission) "
+        "then check_imap_receive `--tls` (implicit TLS, CA via `--ssl-ca-file` and "
+        "SSL_CERT_FILE) searching the Subject for `%TOKEN1%` (format `U-hhhhhhhh`: its --hires "
+        f"start time + random hex), `--hires`, `--wait {args.peer_wait}`, "
+        f"`--imap-check-interval {args.peer_interval}`, `--imap-retries {args.peer_retries}` "
+        "(its options take whole seconds; `--wait 0` falls back to 5 s). In --plugin mode it "
+        "reports `delay=0s` and `elapsed` (its start -> message found, deleted, logged out): "
+        "elapsed is its delay figure. True delay = file time - the start time in its token. "
+        f"{args.peer_lanes} lane(s) ran in parallel, each one run at a time to its own "
+        "mailbox, alongside mailprobe."
+    )
+
+
 def _method(samples: Sequence[Sample], args: argparse.Namespace) -> list[str]:
     return [
         "## How it was measured",
@@ -323,16 +338,7 @@ def _method(samples: Sequence[Sample], args: argparse.Namespace) -> list[str]:
         "from bob, default watch policy, STARTTLS on both sides), one probe at a time, so each "
         "probe is watched alone. True delay = file time - ProbeResult.sent_at; reported delay = "
         "ProbeResult.delay_seconds.",
-        "- check_email_delivery: `--plugin` mode, check_smtp_send `--tls` (STARTTLS submission) "
-        "then check_imap_receive `--tls` (implicit TLS, CA via `--ssl-ca-file` and "
-        "SSL_CERT_FILE) searching the Subject for `%TOKEN1%` (format `U-hhhhhhhh`: its --hires "
-        f"start time + random hex), `--hires`, `--wait {args.peer_wait}`, "
-        f"`--imap-check-interval {args.peer_interval}`, `--imap-retries {args.peer_retries}` "
-        "(its options take whole seconds; `--wait 0` falls back to 5 s). In --plugin mode it "
-        "reports `delay=0s` and `elapsed` (its start -> message found, deleted, logged out): "
-        "elapsed is its delay figure. True delay = file time - the start time in its token. "
-        f"{args.peer_lanes} lane(s) ran in parallel, each one run at a time to its own "
-        "mailbox, alongside mailprobe.",
+        *([] if not any(s.tool == PEER for s in samples) else [_peer_method(args)]),
         f"- Schedule: {args.count} probes per tool and injected delay, delays shuffled "
         f"(seed {args.seed}).",
         "- CPU: mailprobe = CPU time of the agent's own thread and event loop "
