@@ -300,7 +300,8 @@ def read_secret(env: str | None, file: Path | None) -> str | None:
         return value
     if file:
         try:
-            return file.read_text().splitlines()[0].strip() if file.read_text() else ""
+            lines = file.read_text().splitlines()
+            return lines[0].strip() if lines else ""
         except OSError as exc:
             raise LookupError(f"cannot read {file}: {exc.strerror}") from exc
     return None
