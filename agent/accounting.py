@@ -47,8 +47,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.sla import SlaConfig
-from agent.windows import (
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import (
     OneOffWindow,
     RecurringWindow,
     Span,
@@ -80,7 +80,7 @@ BASE_CHECKS = (Check.SEND, Check.RECEIVE)
 
 
 class ProbeLike(Protocol):
-    """The fields of ``agent.results.ProbeResult`` that accounting and the ledger read."""
+    """The fields of ``mailprobe.agent.results.ProbeResult`` that accounting and the ledger read."""
 
     @property
     def probe_id(self) -> str: ...

@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.accounting import (
+from mailprobe.agent.accounting import (
     RECEIVE_PHASES,
     Accounting,
     Check,
@@ -35,12 +35,12 @@ from agent.accounting import (
     Snapshot,
     Transition,
 )
-from agent.config import Config, Route
-from agent.inflight import InFlight, Pending, Sighting
-from agent.ledger import Ledger, StoredProbe
-from agent.results import ProbeResult, Status
+from mailprobe.agent.config import Config, Route
+from mailprobe.agent.inflight import InFlight, Pending, Sighting
+from mailprobe.agent.ledger import Ledger, StoredProbe
+from mailprobe.agent.results import ProbeResult, Status
 
-log = logging.getLogger("mailprobe.books")
+log = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
 EXPORTED_FILE = "exported.json"

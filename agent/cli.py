@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent import __version__
-from agent.config import Config, ConfigError, load_config
-from agent.daemon import Agent
-from agent.report_command import add_report_arguments, main_report
-from agent.results import ProbeResult, Status
+from mailprobe.agent import __version__
+from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.report_command import add_report_arguments, main_report
+from mailprobe.agent.results import ProbeResult, Status
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
@@ -170,12 +170,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded demo."""
-    try:
-        from agent.demo import main_demo
-    except ImportError as exc:
-        print(f"mailprobe demo needs the demo extra: pip install 'mailprobe[demo]' ({exc})",
-              file=sys.stderr)  # fmt: skip
+    from mailprobe.agent.demo import INSTALL_HINT, missing_extra
+
+    missing = missing_extra()
+    if missing:
+        print(f"mailprobe demo needs the demo extra ({', '.join(missing)} missing): "
+              f"{INSTALL_HINT}", file=sys.stderr)  # fmt: skip
         return EXIT_FAIL
+    from mailprobe.agent.demo.command import main_demo
+
     return main_demo(args)
 
 

@@ -23,12 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from agent.durations import Duration, format_duration, positive
-from agent.ledger import MIN_RETENTION
-from agent.sla import SlaConfig
-from agent.windows import MaintenanceWindows
-from probes.delaysplit import ServicePatterns
-from probes.message import SIGNED_HEADERS
+from mailprobe.agent.durations import Duration, format_duration, positive
+from mailprobe.agent.ledger import MIN_RETENTION
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import MaintenanceWindows
+from mailprobe.probes.delaysplit import ServicePatterns
+from mailprobe.probes.message import SIGNED_HEADERS
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
 _KEYED = re.compile(r"^([a-z_]+): ")

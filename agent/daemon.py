@@ -20,23 +20,23 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from agent import __version__
-from agent.bookkeeping import TICK_INTERVAL, Bookkeeping
-from agent.clock import Clock, SystemClock
-from agent.config import Account, Config, Endpoint, ImapEndpointConfig, Route
-from agent.delays import DelaySplitter
-from agent.http import MetricsServer
-from agent.inflight import InFlight, Pending, Sighting
-from agent.metrics import AccountingCollector, Metrics
-from agent.results import ProbeResult, Status
-from probes.errors import ProbeError
-from probes.imap import Arrival, MailboxWatcher, WatchPolicy
-from probes.imap_session import ImapEndpoint
-from probes.message import build_probe
-from probes.smtp import SmtpEndpoint, submit
-from probes.tls import client_context
+from mailprobe.agent import __version__
+from mailprobe.agent.bookkeeping import TICK_INTERVAL, Bookkeeping
+from mailprobe.agent.clock import Clock, SystemClock
+from mailprobe.agent.config import Account, Config, Endpoint, ImapEndpointConfig, Route
+from mailprobe.agent.delays import DelaySplitter
+from mailprobe.agent.http import MetricsServer
+from mailprobe.agent.inflight import InFlight, Pending, Sighting
+from mailprobe.agent.metrics import AccountingCollector, Metrics
+from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.probes.errors import ProbeError
+from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchPolicy
+from mailprobe.probes.imap_session import ImapEndpoint
+from mailprobe.probes.message import build_probe
+from mailprobe.probes.smtp import SmtpEndpoint, submit
+from mailprobe.probes.tls import client_context
 
-log = logging.getLogger("mailprobe")
+log = logging.getLogger(__name__)
 
 ResultSink = Callable[[ProbeResult], None]
 SWEEP_INTERVAL = 1.0

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agent.config import Config
-from agent.results import ProbeResult
-from probes.delaysplit import ServicePatterns, split_delay
-from probes.received import parse_chain
+from mailprobe.agent.config import Config
+from mailprobe.agent.results import ProbeResult
+from mailprobe.probes.delaysplit import ServicePatterns, split_delay
+from mailprobe.probes.received import parse_chain
 
 
 def patterns_for(config: Config) -> dict[str, ServicePatterns]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-log = logging.getLogger("mailprobe.http")
+log = logging.getLogger(__name__)
 _READ_TIMEOUT = 5.0
 _MAX_HEADER = 16384
 

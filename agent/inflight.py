@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from agent.results import ProbeResult, Status
+from mailprobe.agent.results import ProbeResult, Status
 
 
 @dataclass(frozen=True, slots=True)

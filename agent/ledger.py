@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Self
 
-from agent.accounting import (
+from mailprobe.agent.accounting import (
     BASE_CHECKS,
     Check,
     History,
@@ -41,7 +41,14 @@ from agent.accounting import (
     breakdown,
     spans_from_transitions,
 )
-from agent.windows import OneOffWindow, RecurringWindow, Span, normalize, total, window_spans
+from mailprobe.agent.windows import (
+    OneOffWindow,
+    RecurringWindow,
+    Span,
+    normalize,
+    total,
+    window_spans,
+)
 
 MIN_RETENTION = 400 * 86400.0
 """Compaction never drops rows younger than this (13 months and then some)."""

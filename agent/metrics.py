@@ -8,11 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.accounting import Snapshot
-from agent.results import ProbeResult, Status
-from agent.sla import SlaConfig
-from agent.windows import month_bounds, month_of
-from probes.errors import PHASES, REASONS
+from mailprobe.agent.accounting import Snapshot
+from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import month_bounds, month_of
+from mailprobe.probes.errors import PHASES, REASONS
 
 # Bounds include the contract's 60 s average and 3600 s maximum, and reach past the maximum.
 DELAY_BUCKETS = (

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from agent.accounting import ALL_ROUTES, Check, breakdown, spans_from_transitions
-from agent.durations import format_duration
-from agent.ledger import Ledger, StoredProbe
-from agent.sla import (
+from mailprobe.agent.accounting import ALL_ROUTES, Check, breakdown, spans_from_transitions
+from mailprobe.agent.durations import format_duration
+from mailprobe.agent.ledger import Ledger, StoredProbe
+from mailprobe.agent.sla import (
     ClauseResult,
     DelayStats,
     Figures,
@@ -33,7 +33,7 @@ from agent.sla import (
     evaluate,
     remedies,
 )
-from agent.windows import (
+from mailprobe.agent.windows import (
     OneOffWindow,
     RecurringWindow,
     Span,
@@ -490,7 +490,7 @@ FORMATS = ("text", "json", "markdown")
 
 
 def render(report: Report, fmt: str) -> str:
-    """Render in one of FORMATS (HTML is ``agent.report_html.render_html``)."""
+    """Render in one of FORMATS (HTML is ``mailprobe.agent.report_html.render_html``)."""
     if fmt == "text":
         return render_text(report)
     if fmt == "json":

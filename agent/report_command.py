@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from agent.bookkeeping import ledger_path, open_ledger_readonly
-from agent.config import ConfigError, load_config
-from agent.report import build_report, render
-from agent.sla import SlaConfig
-from agent.windows import month_of, parse_month, shift_month
+from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
+from mailprobe.agent.config import ConfigError, load_config
+from mailprobe.agent.report import build_report, render
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import month_of, parse_month, shift_month
 
 FORMATS = ("text", "json", "markdown", "html")
 EXIT_OK, EXIT_FAIL = 0, 2
@@ -81,7 +81,7 @@ def main_report(args: argparse.Namespace) -> int:
         ledger.close()
     if args.format == "html":
         # matplotlib is only imported when a chart is drawn.
-        from agent.report_html import render_html
+        from mailprobe.agent.report_html import render_html
 
         text = render_html(report)
     else:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from agent.accounting import ALL_ROUTES
-from agent.durations import format_duration
-from agent.report import Report, ScopeReport, render_text
-from agent.sla import ClauseResult, Verdict
-from agent.windows import zone
+from mailprobe.agent.accounting import ALL_ROUTES
+from mailprobe.agent.durations import format_duration
+from mailprobe.agent.report import Report, ScopeReport, render_text
+from mailprobe.agent.sla import ClauseResult, Verdict
+from mailprobe.agent.windows import zone
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -31,8 +31,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from agent.durations import Duration, format_duration, positive
-from agent.windows import TimeZoneName
+from mailprobe.agent.durations import Duration, format_duration, positive
+from mailprobe.agent.windows import TimeZoneName
 
 PositiveDuration = Annotated[Duration, AfterValidator(positive)]
 

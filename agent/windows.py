@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.durations import Duration, positive
+from mailprobe.agent.durations import Duration, positive
 
 Span = tuple[float, float]
 

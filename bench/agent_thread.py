@@ -9,9 +9,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from agent.config import Config
-from agent.daemon import Agent
-from agent.results import ProbeResult
+from mailprobe.agent.config import Config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.results import ProbeResult
 
 T = TypeVar("T")
 

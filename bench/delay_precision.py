@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config
-from agent.results import Status
 from bench import imap_commands, peer_check
 from bench.agent_thread import AgentThread
 from bench.maildir_watch import MaildirWatch
 from bench.precision_report import MAILPROBE, PEER, Sample, write_csv, write_report
+from mailprobe.agent.config import Config
+from mailprobe.agent.results import Status
 from tests.mailstack import MailStack, missing_prerequisites
 from tests.support import account, make_config
 

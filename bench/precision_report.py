@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import peer_check
-from probes.imap import WatchPolicy
+from mailprobe.probes.imap import WatchPolicy
 
 MAILPROBE, PEER = "mailprobe", "check_email_delivery"
 TARGET = 0.1  # seconds: p99 absolute error at every injected delay

@@ -22,15 +22,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.bookkeeping import ledger_path, open_ledger_readonly
-from agent.config import Config, load_config
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
-from agent.report import build_report
-from agent.report_command import default_month
-from agent.report_html import render_html
-from agent.sla import SlaConfig
-from agent.windows import month_bounds
+from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
+from mailprobe.agent.config import Config, load_config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.report import build_report
+from mailprobe.agent.report_command import default_month
+from mailprobe.agent.report_html import render_html
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import month_bounds
 from tests.books_support import USERS, config_data, start, stop, write_config
 from tests.support import FakeClock, wait_until
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Final
 
-from probes.received import Hop
+from mailprobe.probes.received import Hop
 
 __all__ = ["DelaySplit", "ServicePatterns", "split_delay"]
 

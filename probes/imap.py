@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 
-from probes.errors import ProbeError
-from probes.imap_session import ImapEndpoint, ImapSession
-from probes.message import HEADER_SIGNATURE, ProbeStamp, verify_headers
+from mailprobe.probes.errors import ProbeError
+from mailprobe.probes.imap_session import ImapEndpoint, ImapSession
+from mailprobe.probes.message import HEADER_SIGNATURE, ProbeStamp, verify_headers
 
-log = logging.getLogger("mailprobe.imap")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 
-from probes.errors import (
+from mailprobe.probes.errors import (
     AuthError,
     ConnectError,
     ProbeError,
@@ -30,7 +30,7 @@ from probes.errors import (
     ResolveError,
     TLSError,
 )
-from probes.tls import not_after
+from mailprobe.probes.tls import not_after
 
 Security = Literal["starttls", "tls", "plain"]
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 
 import aiosmtplib
 
-from probes.errors import (
+from mailprobe.probes.errors import (
     AuthError,
     ConnectError,
     ProbeError,
@@ -29,7 +29,7 @@ from probes.errors import (
     ResolveError,
     TLSError,
 )
-from probes.tls import not_after
+from mailprobe.probes.tls import not_after
 
 Security = Literal["starttls", "tls", "plain"]
 T = TypeVar("T")

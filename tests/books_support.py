@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from agent.bookkeeping import LEDGER_FILE, open_ledger_readonly
-from agent.config import Config, parse_config
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
-from agent.inflight import Pending
-from agent.ledger import Ledger
+from mailprobe.agent.bookkeeping import LEDGER_FILE, open_ledger_readonly
+from mailprobe.agent.config import Config, parse_config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.inflight import Pending
+from mailprobe.agent.ledger import Ledger
 from tests.support import SECRET, FakeClock, account, wait_until
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
@@ -131,7 +131,7 @@ class AgentProcess:
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
+                sys.executable, "-m", "mailprobe.agent.cli", "run", "--config", str(self.config),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
 

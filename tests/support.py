@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config, parse_config
+from mailprobe.agent.config import Config, parse_config
 
 SECRET = "test-probe-secret"
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.accounting import ALL_ROUTES, Accounting, Check, CheckTotals, Transition
-from agent.results import ProbeResult, Status
-from agent.sla import SlaConfig
-from agent.windows import OneOffWindow, RecurringWindow
+from mailprobe.agent.accounting import ALL_ROUTES, Accounting, Check, CheckTotals, Transition
+from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import OneOffWindow, RecurringWindow
 from tests.test_accounting_support import Sim
 
 

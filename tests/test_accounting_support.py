@@ -12,9 +12,9 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.accounting import Accounting, Transition
-from agent.ledger import Ledger
-from agent.results import ProbeResult, Status
+from mailprobe.agent.accounting import Accounting, Transition
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.results import ProbeResult, Status
 
 OVERDUE_AFTER = 3600.0
 

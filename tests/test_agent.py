@@ -14,12 +14,12 @@ import aiosmtplib
 import pytest
 from aioimaplib import aioimaplib
 
-from agent.config import Config
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
-from agent.results import Status
-from probes.message import build_probe
-from probes.tls import client_context
+from mailprobe.agent.config import Config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.results import Status
+from mailprobe.probes.message import build_probe
+from mailprobe.probes.tls import client_context
 from tests.support import SECRET, FakeClock, account, make_config, wait_until
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}

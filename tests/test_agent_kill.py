@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting import Check
-from agent.bookkeeping import TICK_INTERVAL
-from agent.embedded.service import EmbeddedMailService
-from agent.ledger import Ledger
-from agent.windows import intersect, total
+from mailprobe.agent.accounting import Check
+from mailprobe.agent.bookkeeping import TICK_INTERVAL
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.windows import intersect, total
 from tests.books_support import (
     USERS,
     AgentProcess,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting import Check, Transition
-from agent.bookkeeping import EXPORTED_FILE, LEDGER_FILE, open_ledger_readonly
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
-from agent.ledger import Ledger
+from mailprobe.agent.accounting import Check, Transition
+from mailprobe.agent.bookkeeping import EXPORTED_FILE, LEDGER_FILE, open_ledger_readonly
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.ledger import Ledger
 from tests.books_support import (
     USERS,
     anything,

@@ -7,11 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.bookkeeping import EXPORTED_FILE, LEDGER_FILE, Bookkeeping, open_ledger_readonly
-from agent.config import Config, parse_config
-from agent.inflight import Sighting
-from agent.ledger import MIN_RETENTION, Ledger
-from agent.results import ProbeResult, Status
+from mailprobe.agent.bookkeeping import (
+    EXPORTED_FILE,
+    LEDGER_FILE,
+    Bookkeeping,
+    open_ledger_readonly,
+)
+from mailprobe.agent.config import Config, parse_config
+from mailprobe.agent.inflight import Sighting
+from mailprobe.agent.ledger import MIN_RETENTION, Ledger
+from mailprobe.agent.results import ProbeResult, Status
 
 T0 = 1_800_000_000.0
 

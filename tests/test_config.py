@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config
-from agent.durations import format_duration, parse_duration
+from mailprobe.agent.config import ConfigError, load_config
+from mailprobe.agent.durations import format_duration, parse_duration
 
 GOOD = """
 agent: {listen: "127.0.0.1:9478", state_dir: /tmp/mp-state, secret_file: SECRET}
@@ -108,14 +108,14 @@ def test_broken_yaml_names_line(tmp_path: Path) -> None:
 def test_check_config_cli_exits_2_without_traceback(files: dict[str, Path]) -> None:
     """`mailprobe check-config` on a bad file: exit 2, problems on stderr, no traceback."""
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check-config", str(files["bad"])],
+        [sys.executable, "-m", "mailprobe.agent.cli", "check-config", str(files["bad"])],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
     assert "routes[1].from: no account named 'nobody'" in proc.stderr
     assert "Traceback" not in proc.stderr
     ok = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check-config", str(files["good"])],
+        [sys.executable, "-m", "mailprobe.agent.cli", "check-config", str(files["good"])],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.delaysplit import DelaySplit, ServicePatterns, split_delay
-from probes.received import Hop, parse_chain
+from mailprobe.probes.delaysplit import DelaySplit, ServicePatterns, split_delay
+from mailprobe.probes.received import Hop, parse_chain
 from tests.test_received import CORPUS, received_values, unix
 
 A = ServicePatterns.parse(["*.a.example"])

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from agent.demo import Outage, parse_outage
+from mailprobe.agent.demo.command import Outage, parse_outage
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -36,7 +36,7 @@ def _wait(url: str, predicate, what: str, timeout: float) -> str:  # type: ignor
 def test_demo_end_to_end_with_outage_and_clean_ctrl_c() -> None:
     """Round trips, an SMTP outage seen as down and then up on /metrics, clean SIGINT exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "demo", "--interval", "500ms", "--listen",
+        [sys.executable, "-m", "mailprobe.agent.cli", "demo", "--interval", "500ms", "--listen",
          "127.0.0.1:0", "--outage", "smtp:3s:3s", "--no-live", "--duration", "60s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -176,8 +176,8 @@ def test_queries_use_only_defined_variables() -> None:
 
 def agent_series(state_dir: Path) -> set[str]:
     """Names of every sample series the agent can export."""
-    from agent.config import parse_config
-    from agent.daemon import Agent
+    from mailprobe.agent.config import parse_config
+    from mailprobe.agent.daemon import Agent
 
     os.environ["MP_GRAFANA_TEST_PW"] = "pw"
     endpoint = {"host": "127.0.0.1", "port": 1, "username": "u@x.test",

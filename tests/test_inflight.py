@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.inflight import InFlight, Pending, Sighting
-from agent.results import Status
+from mailprobe.agent.inflight import InFlight, Pending, Sighting
+from mailprobe.agent.results import Status
 
 T0 = 1_800_000_000.0
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting import ALL_ROUTES, Accounting, Check, Transition
-from agent.ledger import MIN_RETENTION, Ledger
-from agent.results import ProbeResult, Status
-from agent.sla import SlaConfig
-from agent.windows import RecurringWindow
+from mailprobe.agent.accounting import ALL_ROUTES, Accounting, Check, Transition
+from mailprobe.agent.ledger import MIN_RETENTION, Ledger
+from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import RecurringWindow
 from tests.test_accounting_support import Sim
 
 SLA = SlaConfig()
@@ -72,7 +72,7 @@ def test_rows_survive_sigkill_and_the_run_ends_at_its_last_heartbeat(tmp_path: P
     script = textwrap.dedent(
         f"""
         import os, signal
-        from agent.ledger import Ledger
+        from mailprobe.agent.ledger import Ledger
         ledger = Ledger.open({str(path)!r})
         ledger.started(1000.0)
         ledger.record_sent("p1", "a", 1001.0, 1001.5)

@@ -7,7 +7,7 @@ from email import message_from_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.message import (
+from mailprobe.probes.message import (
     HEADER_SENT,
     HEADER_SIGNATURE,
     build_probe,

@@ -36,10 +36,10 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from agent.bookkeeping import TICK_INTERVAL
-from agent.config import Config, parse_config
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
+from mailprobe.agent.bookkeeping import TICK_INTERVAL
+from mailprobe.agent.config import Config, parse_config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
 from tests.support import SECRET, account, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import ssl
 import aiosmtplib
 import pytest
 
-from probes.errors import REASONS, ProbeError, ProbeTimeout
-from probes.smtp import _map_error
+from mailprobe.probes.errors import REASONS, ProbeError, ProbeTimeout
+from mailprobe.probes.smtp import _map_error
 
 CASES = [
     (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"), "smtp_auth", "auth", 535),

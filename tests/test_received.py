@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.received import (
+from mailprobe.probes.received import (
     Hop,
     format_hop,
     format_received_date,

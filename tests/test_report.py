@@ -13,12 +13,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.accounting import ALL_ROUTES, Accounting, Check, Transition
-from agent.ledger import Ledger
-from agent.report import Report, build_report, render, render_json, render_markdown, render_text
-from agent.results import ProbeResult, Status
-from agent.sla import SlaConfig, Verdict
-from agent.windows import RecurringWindow, Span
+from mailprobe.agent.accounting import ALL_ROUTES, Accounting, Check, Transition
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.report import (
+    Report,
+    build_report,
+    render,
+    render_json,
+    render_markdown,
+    render_text,
+)
+from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.sla import SlaConfig, Verdict
+from mailprobe.agent.windows import RecurringWindow, Span
 from tests.test_accounting_support import Sim
 
 UTC = ZoneInfo("UTC")

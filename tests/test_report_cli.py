@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.accounting import Check
-from agent.bookkeeping import LEDGER_FILE, open_ledger_readonly
-from agent.daemon import Agent
-from agent.embedded.service import EmbeddedMailService
-from agent.report_command import default_month
-from agent.sla import SlaConfig
-from agent.windows import month_bounds
+from mailprobe.agent.accounting import Check
+from mailprobe.agent.bookkeeping import LEDGER_FILE, open_ledger_readonly
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.report_command import default_month
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import month_bounds
 from tests.books_support import USERS, config_data, run_for, sample, start, stop, write_config
 from tests.support import FakeClock
 
@@ -29,7 +29,7 @@ TZ = "Europe/Berlin"
 
 def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "report", "--config", str(config), *args],
+        [sys.executable, "-m", "mailprobe.agent.cli", "report", "--config", str(config), *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
 

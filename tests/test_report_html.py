@@ -6,12 +6,12 @@ import base64
 from html.parser import HTMLParser
 from pathlib import Path
 
-from agent.accounting import Check
-from agent.report import build_report
-from agent.report_html import render_html
-from agent.results import Status
-from agent.sla import SlaConfig
-from agent.windows import RecurringWindow
+from mailprobe.agent.accounting import Check
+from mailprobe.agent.report import build_report
+from mailprobe.agent.report_html import render_html
+from mailprobe.agent.results import Status
+from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.windows import RecurringWindow
 from tests.test_report import BERLIN, _probe, fill, ts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent.sla import (
+from mailprobe.agent.sla import (
     DelayStats,
     Figures,
     RemedyKind,

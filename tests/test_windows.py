@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from agent.windows import (
+from mailprobe.agent.windows import (
     MaintenanceWindows,
     OneOffWindow,
     RecurringWindow,

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import aioimaplib
 import aiosmtplib
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 TIMEOUT = 5.0
 

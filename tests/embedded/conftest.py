@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 #: The fixture's users and their passwords (logins are the addresses).
 EMBEDDED_USERS = {

@@ -9,7 +9,7 @@ import time
 import aiosmtplib
 import pytest
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 from .clients import (
     imap_login,

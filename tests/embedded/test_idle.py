@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 from .clients import imap_login, uids, wait_exists
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 from .clients import imap_login, refuses_connection, smtp_client
 from .conftest import EMBEDDED_USERS

@@ -8,7 +8,7 @@ import aioimaplib
 import aiosmtplib
 import pytest
 
-from agent.embedded import EmbeddedMailService
+from mailprobe.agent.demo.service import EmbeddedMailService
 
 from .clients import (
     client_tls,

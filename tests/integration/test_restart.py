@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.accounting import Check
-from agent.bookkeeping import TICK_INTERVAL
-from agent.ledger import Ledger
-from agent.windows import intersect, total
+from mailprobe.agent.accounting import Check
+from mailprobe.agent.bookkeeping import TICK_INTERVAL
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.windows import intersect, total
 from tests.books_support import AgentProcess, free_port, metric, read, scrape
 from tests.mailstack import MailStack
 from tests.support import SECRET, account, wait_until

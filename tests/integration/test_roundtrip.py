@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import Config
-from agent.daemon import Agent
-from agent.results import Status
-from probes.message import build_probe
+from mailprobe.agent.config import Config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.results import Status
+from mailprobe.probes.message import build_probe
 from tests.mailstack import MailStack
 from tests.support import SECRET, account, make_config, wait_until
 
@@ -119,7 +119,7 @@ def _probe_once(config_path: Path, *extra: str) -> tuple[int, str, str]:
     import subprocess
 
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "probe-once", "--config", str(config_path),
+        [sys.executable, "-m", "mailprobe.agent.cli", "probe-once", "--config", str(config_path),
          "--route", "b2a", "--timeout", "20", *extra],
         capture_output=True, text=True, check=False, env=dict(os.environ), timeout=60,
     )  # fmt: skip

@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from agent.config import Config, load_config
-from agent.daemon import Agent
-from agent.durations import parse_duration
-from agent.results import ProbeResult, Status
+from mailprobe.agent.config import Config, load_config
+from mailprobe.agent.daemon import Agent
+from mailprobe.agent.durations import parse_duration
+from mailprobe.agent.results import ProbeResult, Status
 
-log = logging.getLogger("mailprobe.demo")
+log = logging.getLogger(__name__)
 
 DEMO_USERS = ("alice@demo.test", "bob@demo.test", "carol@demo.test")
 DEMO_ROUTES = (("internal", "alice", "alice"), ("alice-to-bob", "alice", "bob"),
@@ -164,7 +164,7 @@ async def run_demo(
     listen: str, interval: str, duration: float | None, live: bool, print_config: bool,
 ) -> int:  # fmt: skip
     """Start the embedded service and the agent; show the view until Ctrl-C or `duration`."""
-    from agent.embedded.service import EmbeddedMailService
+    from mailprobe.agent.demo.service import EmbeddedMailService
 
     passwords = {a: secrets.token_urlsafe(12) for a in DEMO_USERS}
     service = EmbeddedMailService(passwords, fail_rate=fail_rate, delay=delay,
