@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mailprobe.agent import __version__
 from mailprobe.agent.config import Config, ConfigError, load_config
-from mailprobe.agent.daemon import Agent
+from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.probe_once import probe_once
 from mailprobe.agent.report_command import add_report_arguments, main_report
-from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.runtime import Agent
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
@@ -42,7 +43,7 @@ def _load(path: Path) -> Config:
         raise SystemExit(EXIT_FAIL) from None
 
 
-def result_json(result: ProbeResult) -> dict[str, object]:
+def result_json(result: Probe) -> dict[str, object]:
     """The JSON shape of a probe result (probe-once --json)."""
     status = "ok" if result.status is Status.OK else result.status.value
     if result.status is Status.LATE:
@@ -64,7 +65,7 @@ def result_json(result: ProbeResult) -> dict[str, object]:
     }
 
 
-def nagios_line(result: ProbeResult, warn: float, crit: float) -> str:
+def nagios_line(result: Probe, warn: float, crit: float) -> str:
     """A Nagios/Icinga plugin line with perfdata."""
     state = NAGIOS_STATE.get(result.status, "CRITICAL")
     if result.status in (Status.OK, Status.LATE):
@@ -82,36 +83,13 @@ def nagios_line(result: ProbeResult, warn: float, crit: float) -> str:
     return f"MAILPROBE {state} - {text}" + (" | " + " ".join(perf) if perf else "")
 
 
-def exit_code(result: ProbeResult) -> int:
+def exit_code(result: Probe) -> int:
     """0 ok, 1 overdue (or arrived late), 2 failed or lost."""
     if result.status is Status.OK:
         return EXIT_OK
     if result.status in (Status.OVERDUE, Status.LATE):
         return EXIT_WARN
     return EXIT_FAIL
-
-
-async def _probe_once(config: Config, route_name: str, timeout: float | None) -> ProbeResult:
-    route = config.route(route_name)
-    agent = Agent(config, serve_http=False)
-    wait = timeout if timeout is not None else route.overdue_after
-    watcher_task = asyncio.ensure_future(agent.run_watchers([route.to]))
-    try:
-        if not await agent.wait_watchers_up([route.to], config.accounts[route.to].imap.timeout):  # type: ignore[union-attr]
-            error = agent.last_watch_error(route.to)
-            return ProbeResult(
-                "-" * 32,
-                route.name,
-                Status.FAILED,
-                agent.clock.time(),
-                phase="imap",
-                reason=error.reason if error else "timeout",
-            )
-        return await agent.round_trip(route, wait)
-    finally:
-        watcher_task.cancel()
-        await asyncio.gather(watcher_task, return_exceptions=True)
-        await agent.close_watchers()
 
 
 def cmd_probe_once(args: argparse.Namespace) -> int:
@@ -124,11 +102,12 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
         names = ", ".join(r.name for r in config.routes)
         print(f"mailprobe: --route {args.route!r}: no such route (have: {names})", file=sys.stderr)
         return EXIT_FAIL
-    result = asyncio.run(_probe_once(config, args.route, args.timeout))
+    route = config.route(args.route)
+    timeout = args.timeout if args.timeout is not None else route.overdue_after
+    result = asyncio.run(probe_once(config, args.route, timeout))
     if args.json:
         print(json.dumps(result_json(result), indent=2))
     else:
-        route = config.route(args.route)
         print(nagios_line(result, warn=60.0, crit=route.overdue_after))
     return exit_code(result)
 

@@ -24,13 +24,14 @@ from pydantic import (
 )
 
 from mailprobe.agent.durations import Duration, format_duration, positive
-from mailprobe.agent.ledger import MIN_RETENTION
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
 from mailprobe.probes.message import SIGNED_HEADERS
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
+MIN_RETENTION = 400 * 86400.0
+"""Ledger rows are kept at least this long: the report month and the rolling year before it."""
 _KEYED = re.compile(r"^([a-z_]+): ")
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _WINDOW_TAGS = frozenset({"one_off", "recurring"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailprobe.agent.config import Config
-from mailprobe.agent.results import ProbeResult
+from mailprobe.agent.probe import Probe
 from mailprobe.probes.delaysplit import ServicePatterns, split_delay
 from mailprobe.probes.received import parse_chain
 
@@ -28,28 +28,32 @@ def patterns_for(config: Config) -> dict[str, ServicePatterns]:
 
 
 class DelaySplitter:
-    """Adds send and receive delay to arrived probes, and reports clock skew."""
+    """Adds send and receive delay, and the clock skew of its hops, to an arrived probe's record."""
 
     def __init__(self, config: Config) -> None:
         self._patterns = patterns_for(config)
         self._ends = {r.name: (r.from_, r.to) for r in config.routes}
 
-    def apply(self, result: ProbeResult) -> tuple[ProbeResult, float | None]:
-        """The result with send/receive delay filled in where the chain allows, and the skew."""
-        if result.arrived_at is None or not result.received or result.route not in self._ends:
-            return result, None
-        sender, recipient = self._ends[result.route]
+    def apply(self, probe: Probe) -> Probe:
+        """The record with send/receive delay and skew filled in where the chain allows.
+
+        A probe only found late has no measured arrival, so no receive delay either; its send
+        delay, read from the servers' own hops, stands.
+        """
+        if probe.arrived_at is None or not probe.received or probe.route not in self._ends:
+            return probe
+        sender, recipient = self._ends[probe.route]
         split = split_delay(
-            parse_chain(result.received),
-            sent_at=result.sent_at,
-            accepted_at=result.accepted_at,
-            arrived_at=result.arrived_at,
+            parse_chain(probe.received),
+            sent_at=probe.sent_at,
+            accepted_at=probe.accepted_at,
+            arrived_at=probe.arrived_at,
             sender=self._patterns[sender],
             recipient=self._patterns[recipient],
         )
-        updated = replace(
-            result,
+        return replace(
+            probe,
             send_delay_seconds=split.send_delay,
-            receive_delay_seconds=split.receive_delay,
+            receive_delay_seconds=None if probe.found_late else split.receive_delay,
+            clock_skew_seconds=split.skew,
         )
-        return updated, split.skew

@@ -1,109 +1,102 @@
-"""Probes submitted and not yet seen: matching arrivals, and the overdue and lost deadlines.
+"""Probes the sender's service accepted and nobody has seen yet: the one place the agent holds them.
 
-Pure bookkeeping, no I/O: the scheduler feeds it submissions, arrivals and the time, and gets back
-ProbeResults to pass on.
+The scheduler adds a probe once the server took it; the mailbox watchers ask which send times they
+are waiting for (to poll closely right after a send); an arrival takes the probe out; the sweep
+moves probes past their marks (overdue, lost, over the contract's maximum) and hands back each new
+record, so the ledger, the accounting and the metrics all see the same step once. The ledger's
+``sent``/``overdue`` rows are this registry made durable: a restart fills it from them.
+
+Pure bookkeeping, no I/O and no clock of its own: callers pass ``now``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
-from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.probe import Probe, Sighting, Status
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    """A submitted probe on its way."""
+class Marks:
+    """When a route's probes become overdue and lost (seconds after sending)."""
 
-    probe_id: str
-    route: str
-    sent_at: float
-    accepted_at: float
     overdue_after: float
     lost_after: float
-    phases: Mapping[str, float] = field(default_factory=dict)
-    reply_code: int | None = None
-    overdue: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """What the mailbox watcher saw of an arrived probe."""
-
-    probe_id: str
-    arrived_at: float
-    internaldate: float | None = None
-    received: tuple[str, ...] = ()
 
 
 class InFlight:
-    """Tracks pending probes by id."""
+    """Accepted probes by id, until they arrive or are lost and past the delay maximum."""
 
-    def __init__(self) -> None:
-        self._pending: dict[str, Pending] = {}
+    def __init__(self, marks: Mapping[str, Marks], delay_maximum: float) -> None:
+        self._marks = dict(marks)
+        self._maximum = delay_maximum
+        self._probes: dict[str, Probe] = {}
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._probes)
 
-    def add(self, pending: Pending) -> None:
-        """Start tracking a probe the server accepted."""
-        self._pending[pending.probe_id] = pending
+    def __iter__(self) -> Iterator[Probe]:
+        return iter(list(self._probes.values()))
+
+    def __contains__(self, probe_id: object) -> bool:
+        return probe_id in self._probes
+
+    def tracks(self, route: str) -> bool:
+        """True when probes of ``route`` are held here (it is configured)."""
+        return route in self._marks
+
+    def add(self, probe: Probe) -> None:
+        """Hold an accepted probe (a new one, or one the ledger still has on its way)."""
+        if not probe.accepted or probe.arrived or probe.route not in self._marks:
+            raise ValueError(f"probe {probe.probe_id} is not an accepted probe of a known route")
+        self._probes[probe.probe_id] = probe
+
+    def get(self, probe_id: str) -> Probe | None:
+        """The probe's current record, if held."""
+        return self._probes.get(probe_id)
 
     def count(self, route: str) -> int:
-        """Probes of `route` still in flight."""
-        return sum(1 for p in self._pending.values() if p.route == route)
+        """Probes of ``route`` still awaited (sent or overdue, not lost)."""
+        return sum(1 for p in self._probes.values() if p.route == route and p.in_flight)
 
-    def pending(self) -> list[Pending]:
-        """Every probe still in flight."""
-        return list(self._pending.values())
+    def awaited(self, routes: frozenset[str]) -> list[float]:
+        """Send times of the probes of ``routes`` still awaited (a watcher polls closely for them)."""
+        return [p.sent_at for p in self._probes.values() if p.route in routes and p.in_flight]
 
-    def arrive(self, seen: Sighting) -> ProbeResult | None:
-        """Match an arrival; None when the probe is not (or no longer) ours to count."""
-        pending = self._pending.pop(seen.probe_id, None)
-        if pending is None:
+    def arrive(self, seen: Sighting) -> Probe | None:
+        """The arrived record of a held probe (no longer held); None when it is not held."""
+        probe = self._probes.pop(seen.probe_id, None)
+        if probe is None:
             return None
-        delay = max(0.0, seen.arrived_at - pending.sent_at)
-        late = pending.overdue or delay > pending.overdue_after
-        phases = dict(pending.phases)
-        phases["delivery"] = max(0.0, seen.arrived_at - pending.accepted_at)
-        return ProbeResult(
-            probe_id=pending.probe_id,
-            route=pending.route,
-            status=Status.LATE if late else Status.OK,
-            sent_at=pending.sent_at,
-            accepted_at=pending.accepted_at,
-            arrived_at=seen.arrived_at,
-            delay_seconds=delay,
-            reply_code=pending.reply_code,
-            phases=phases,
+        return probe.arrive(
+            seen.arrived_at,
             internaldate=seen.internaldate,
             received=seen.received,
+            found_late=seen.found_late,
         )
 
-    def sweep(self, now: float) -> list[ProbeResult]:
-        """Results for probes that just became overdue (interim) or lost (final)."""
-        out: list[ProbeResult] = []
-        for pid, pending in list(self._pending.items()):
-            age = now - pending.sent_at
-            if age >= pending.lost_after:
-                del self._pending[pid]
-                out.append(self._result(pending, Status.LOST, reason="lost"))
-            elif age >= pending.overdue_after and not pending.overdue:
-                self._pending[pid] = replace(pending, overdue=True)
-                out.append(self._result(pending, Status.OVERDUE, reason=None))
+    def sweep(self, now: float) -> list[tuple[Probe, Probe]]:
+        """(previous, new) record of each probe that passed a mark since the last sweep.
+
+        Overdue, then lost, each once; past the delay maximum once. A lost probe is let go once it
+        has passed the maximum too (the ledger still matches it, should it turn up).
+        """
+        out: list[tuple[Probe, Probe]] = []
+        for pid, probe in list(self._probes.items()):
+            marks = self._marks[probe.route]
+            age = now - probe.sent_at
+            new = probe
+            if new.over_max_at is None and age >= self._maximum:
+                new = new.past_maximum(probe.sent_at + self._maximum)
+            if new.status is Status.SENT and age >= marks.overdue_after:
+                new = new.overdue(probe.sent_at + marks.overdue_after)
+            if new.status is not Status.LOST and age >= marks.lost_after:
+                new = new.lost(probe.sent_at + marks.lost_after)
+            if new is not probe:
+                out.append((probe, new))
+            if new.status is Status.LOST and new.over_max_at is not None:
+                del self._probes[pid]
+            else:
+                self._probes[pid] = new
         return out
-
-    @staticmethod
-    def _result(pending: Pending, status: Status, reason: str | None) -> ProbeResult:
-        return ProbeResult(
-            probe_id=pending.probe_id,
-            route=pending.route,
-            status=status,
-            sent_at=pending.sent_at,
-            accepted_at=pending.accepted_at,
-            phase="delivery" if reason else None,
-            reason=reason,
-            reply_code=pending.reply_code,
-            phases=pending.phases,
-        )

@@ -1,22 +1,20 @@
-"""The probe ledger: every probe, up/down transition and agent run, durable in SQLite.
+"""The probe ledger: every probe, up/down transition, mailbox state and agent run, durable in SQLite.
 
 One file in the state dir, WAL journal. Decisions:
 
 - ``synchronous=FULL``: each commit fsyncs the WAL, so a write that returned survives power loss,
-  not only a killed process (NORMAL would already survive SIGKILL, but may lose the last commits on
-  an OS crash). The ledger is the evidence a provider is billed on, and it sees a few writes a
-  minute, so an fsync each is cheap. Callers write here before they export a metric.
-- Calls are synchronous: each is one small transaction (well under a millisecond plus one fsync).
-  A lock serializes them, so a caller may also run them via ``asyncio.to_thread``.
-- A probe is one row keyed by its id. Its status only moves forward (sent < overdue < lost <
-  ok/late/failed; lost may still become late when the mail turns up), so a result seen twice, or
-  replayed after a restart, changes nothing and ``record_result`` says so.
+  not only a killed process. The ledger is the evidence a provider is billed on.
+- Calls are synchronous, each one small transaction; a lock serializes them, so a caller may also
+  run them in a thread.
+- A probe is one row keyed by its id, with one column per field of ``mailprobe.agent.probe.Probe``
+  (``_row``/``_probe`` map them by name). A record replaces the row only when it is news
+  (``Probe.supersedes``): a record seen twice, or replayed after a restart, changes nothing.
 - Only base-check transitions (send, receive) are the record; derived ones are kept for reading.
 - Agent runs are observed spans; ``heartbeat`` extends the open run, so a SIGKILL loses at most one
   heartbeat interval of observed time. An open run found at startup ends at its last heartbeat.
-- ``compact`` folds everything before the cut into per-(route, check) baseline seconds and counts,
-  so totals continue unchanged, and keeps at least ``MIN_RETENTION`` (400 days: the report month
-  plus the rolling year before it).
+- ``compact`` deletes rows before a cut and adds what the caller computed of them to the
+  ``baseline`` table (seconds and counts per route, check and kind), so totals continue unchanged.
+  The ledger does no accounting of its own.
 """
 
 from __future__ import annotations
@@ -25,35 +23,21 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Self
 
-from mailprobe.agent.accounting import (
-    BASE_CHECKS,
-    Check,
-    History,
-    ProbeLike,
-    Transition,
-    breakdown,
-    spans_from_transitions,
-)
-from mailprobe.agent.windows import (
-    OneOffWindow,
-    RecurringWindow,
-    Span,
-    normalize,
-    total,
-    window_spans,
-)
+from mailprobe.agent.accounting import History, MailboxEvent
+from mailprobe.agent.checks import BASE_CHECKS, Check, Transition
+from mailprobe.agent.probe import Probe
+from mailprobe.agent.windows import Span, normalize
 
-MIN_RETENTION = 400 * 86400.0
-"""Compaction never drops rows younger than this (13 months and then some)."""
-
-_RANK = {"sent": 0, "overdue": 1, "lost": 2, "ok": 3, "late": 3, "failed": 3}
+SCHEMA_VERSION = 2
+PROBE_FIELDS = tuple(f.name for f in fields(Probe))
+_JSON_FIELDS = frozenset({"phases", "received"})
+_BOOL_FIELDS = frozenset({"found_late"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,19 +48,25 @@ CREATE TABLE IF NOT EXISTS probes (
     sent_at REAL NOT NULL,
     accepted_at REAL,
     arrived_at REAL,
-    delay REAL,
+    delay_seconds REAL,
     phase TEXT,
     reason TEXT,
     reply_code INTEGER,
     phases TEXT NOT NULL DEFAULT '{}',
     internaldate REAL,
     received TEXT NOT NULL DEFAULT '[]',
-    send_delay REAL,
-    receive_delay REAL,
+    send_delay_seconds REAL,
+    receive_delay_seconds REAL,
+    clock_skew_seconds REAL,
+    found_late INTEGER NOT NULL DEFAULT 0,
+    overdue_at REAL,
+    lost_at REAL,
+    over_max_at REAL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS probes_sent_at ON probes (sent_at);
 CREATE INDEX IF NOT EXISTS probes_open ON probes (status) WHERE status IN ('sent', 'overdue', 'lost');
+CREATE INDEX IF NOT EXISTS probes_over_max ON probes (over_max_at) WHERE over_max_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY,
     route TEXT NOT NULL,
@@ -86,6 +76,15 @@ CREATE TABLE IF NOT EXISTS transitions (
     UNIQUE (route, check_name, state, at)
 );
 CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+CREATE TABLE IF NOT EXISTS mailbox (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    at REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    UNIQUE (route, state, at)
+);
+CREATE INDEX IF NOT EXISTS mailbox_at ON mailbox (at);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
@@ -101,54 +100,62 @@ CREATE TABLE IF NOT EXISTS baseline (
 );
 """
 
+# Schema 1 named three columns differently and lacked the marks and the mailbox table.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE probes RENAME COLUMN delay TO delay_seconds",
+    "ALTER TABLE probes RENAME COLUMN send_delay TO send_delay_seconds",
+    "ALTER TABLE probes RENAME COLUMN receive_delay TO receive_delay_seconds",
+    "ALTER TABLE probes ADD COLUMN clock_skew_seconds REAL",
+    "ALTER TABLE probes ADD COLUMN found_late INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE probes ADD COLUMN overdue_at REAL",
+    "ALTER TABLE probes ADD COLUMN lost_at REAL",
+    "ALTER TABLE probes ADD COLUMN over_max_at REAL",
+    # The instants were not kept: the row's last update is the best record of them.
+    "UPDATE probes SET overdue_at = updated_at WHERE status IN ('overdue', 'lost', 'late')",
+    "UPDATE probes SET lost_at = updated_at WHERE status = 'lost'",
+)
 
-@dataclass(frozen=True, slots=True)
-class StoredProbe:
-    """A probe row; ``status`` is a ProbeResult status, or ``sent`` while nothing else is known."""
+COUNT_KINDS = ("sent", "received", "overdue", "late", "lost", "over_max")
+"""Per-route probe counts kept by ``counts`` (besides the failures by phase and reason)."""
 
-    probe_id: str
-    route: str
-    status: str
-    sent_at: float
-    accepted_at: float | None = None
-    arrived_at: float | None = None
-    delay_seconds: float | None = None
-    phase: str | None = None
-    reason: str | None = None
-    reply_code: int | None = None
-    phases: Mapping[str, float] = field(default_factory=dict)
-    internaldate: float | None = None
-    received: tuple[str, ...] = ()
-    send_delay_seconds: float | None = None
-    receive_delay_seconds: float | None = None
-
-    def over_max(self, maximum: float, now: float) -> bool:
-        """Accepted and delivered after ``maximum``, or still undelivered ``maximum`` after sending."""
-        if self.accepted_at is None or self.status == "failed":
-            return False
-        if self.delay_seconds is not None:
-            return self.delay_seconds > maximum
-        return self.sent_at + maximum <= now
+Marker = Callable[[Probe], float | None]
+"""When a stored probe passed the delay maximum (``Probe.over_maximum_at`` with the contract's)."""
 
 
-def _row_probe(row: sqlite3.Row) -> StoredProbe:
-    return StoredProbe(
-        probe_id=row["probe_id"],
-        route=row["route"],
-        status=row["status"],
-        sent_at=row["sent_at"],
-        accepted_at=row["accepted_at"],
-        arrived_at=row["arrived_at"],
-        delay_seconds=row["delay"],
-        phase=row["phase"],
-        reason=row["reason"],
-        reply_code=row["reply_code"],
-        phases=MappingProxyType(json.loads(row["phases"])),
-        internaldate=row["internaldate"],
-        received=tuple(json.loads(row["received"])),
-        send_delay_seconds=row["send_delay"],
-        receive_delay_seconds=row["receive_delay"],
-    )
+def _row(probe: Probe) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in PROBE_FIELDS:
+        value = getattr(probe, name)
+        if name == "phases":
+            value = json.dumps(dict(value), sort_keys=True)
+        elif name == "received":
+            value = json.dumps(list(value))
+        elif name in _BOOL_FIELDS:
+            value = int(value)
+        elif value is not None and name in ("status", "phase", "reason"):
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def _probe(row: sqlite3.Row) -> Probe:
+    values: dict[str, Any] = {}
+    for name in PROBE_FIELDS:
+        value = row[name]
+        if name in _JSON_FIELDS:
+            value = json.loads(value)
+        elif name in _BOOL_FIELDS:
+            value = bool(value)
+        values[name] = value
+    return Probe(**values)
+
+
+_COLUMNS = ", ".join(PROBE_FIELDS)
+# Column names come from Probe's own fields, never from input.
+_UPSERT = (
+    f"INSERT OR REPLACE INTO probes ({_COLUMNS}, updated_at) "  # noqa: S608
+    f"VALUES ({', '.join(':' + n for n in PROBE_FIELDS)}, :updated_at)"
+)
 
 
 class Ledger:
@@ -160,21 +167,83 @@ class Ledger:
         self._run_id: int | None = None
 
     @classmethod
-    def open(cls, path: Path | str) -> Self:
-        """Open (creating if needed) the ledger at ``path``; a crashed run is closed."""
+    def open(cls, path: Path | str, *, over_max: Marker | None = None) -> Self:
+        """Open (creating or upgrading if needed) the ledger at ``path``; a crashed run is closed.
+
+        ``over_max`` marks, when a schema-1 ledger is upgraded, the probes that passed the delay
+        maximum (schema 1 did not keep that instant).
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')")
         ledger = cls(conn)
+        ledger._upgrade(over_max)
         with ledger._tx() as cur:
             cur.execute("UPDATE runs SET stopped_at = last_seen WHERE stopped_at IS NULL")
         return ledger
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Self:
+        """Open for reading only: a report must not touch a running agent's runs."""
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        conn.row_factory = sqlite3.Row
+        ledger = cls(conn)
+        version = ledger._version()
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise sqlite3.DatabaseError(
+                f"ledger schema {version}, this mailprobe reads {SCHEMA_VERSION}: "
+                "start `mailprobe run` once to upgrade it"
+            )
+        return ledger
+
+    def _version(self) -> int:
+        try:
+            rows = self._query("SELECT value FROM meta WHERE key = 'schema'")
+        except sqlite3.OperationalError:
+            return 0
+        return int(rows[0]["value"]) if rows else 0
+
+    def _upgrade(self, over_max: Marker | None) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"ledger schema {version} is newer than this mailprobe ({SCHEMA_VERSION})"
+            )
+        if version == 1:
+            with self._tx() as cur:
+                for statement in _MIGRATE_1_TO_2:
+                    cur.execute(statement)
+        self._conn.executescript(_SCHEMA)
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+        if version == 1 and over_max is not None:
+            self._mark_over_max(over_max)
+
+    def _mark_over_max(self, over_max: Marker) -> None:
+        runs = self.runs()
+        until = runs[-1][1] if runs else -math.inf
+        rows = self._query("SELECT * FROM probes WHERE accepted_at IS NOT NULL")
+        with self._tx() as cur:
+            for row in rows:
+                at = over_max(_probe(row))
+                if at is not None and at <= until:
+                    cur.execute(
+                        "UPDATE probes SET over_max_at = ? WHERE probe_id = ?",
+                        (at, row["probe_id"]),
+                    )
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL)."""
@@ -238,74 +307,45 @@ class Ledger:
 
     # -- probes
 
-    def record_sent(
-        self,
-        probe_id: str,
-        route: str,
-        sent_at: float,
-        accepted_at: float | None = None,
-        *,
-        phases: Mapping[str, float] | None = None,
-        reply_code: int | None = None,
-    ) -> bool:
-        """Store a probe at submission so it can still be matched after a restart."""
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT OR IGNORE INTO probes (probe_id, route, status, sent_at, accepted_at, "
-                "phases, reply_code, updated_at) VALUES (?, ?, 'sent', ?, ?, ?, ?, ?)",
-                (probe_id, route, sent_at, accepted_at, json.dumps(dict(phases or {})),
-                 reply_code, accepted_at or sent_at),
-            )  # fmt: skip
-            return cur.rowcount > 0
-
-    def record_result(self, result: ProbeLike) -> bool:
-        """Store an outcome; False when it adds nothing (a duplicate or an older status)."""
-        status = str(result.status)
-        values = (
-            result.route, status, result.sent_at, result.accepted_at, result.arrived_at,
-            result.delay_seconds, result.phase, result.reason, result.reply_code,
-            json.dumps(dict(result.phases)), result.internaldate, json.dumps(list(result.received)),
-            result.send_delay_seconds, result.receive_delay_seconds,
-            result.arrived_at or result.accepted_at or result.sent_at,
+    def record(self, probe: Probe) -> bool:
+        """Store a probe's record; False when it is not news (a duplicate or an older status)."""
+        values = _row(probe)
+        values["updated_at"] = max(
+            t for t in (probe.sent_at, probe.accepted_at, probe.arrived_at, probe.lost_at,
+                        probe.overdue_at, probe.over_max_at) if t is not None
         )  # fmt: skip
         with self._tx() as cur:
             row = cur.execute(
-                "SELECT status FROM probes WHERE probe_id = ?", (result.probe_id,)
+                "SELECT * FROM probes WHERE probe_id = ?", (probe.probe_id,)
             ).fetchone()
-            if row is not None and _RANK.get(status, 0) <= _RANK.get(row["status"], 0):
+            if row is not None and not probe.supersedes(_probe(row)):
                 return False
-            cur.execute(
-                "INSERT OR REPLACE INTO probes (route, status, sent_at, accepted_at, arrived_at, "
-                "delay, phase, reason, reply_code, phases, internaldate, received, send_delay, "
-                "receive_delay, updated_at, probe_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, result.probe_id),
-            )
+            cur.execute(_UPSERT, values)
             return True
 
-    def probe(self, probe_id: str) -> StoredProbe | None:
+    def probe(self, probe_id: str) -> Probe | None:
         """One probe by id."""
         rows = self._query("SELECT * FROM probes WHERE probe_id = ?", (probe_id,))
-        return _row_probe(rows[0]) if rows else None
+        return _probe(rows[0]) if rows else None
 
-    def in_flight(self, *, include_lost: bool = False) -> list[StoredProbe]:
+    def in_flight(self, *, include_lost: bool = False) -> list[Probe]:
         """Accepted probes not yet seen (and lost ones too, which may still turn up)."""
+        lost = "lost" if include_lost else "sent"
         rows = self._query(
-            "SELECT * FROM probes WHERE status IN ('sent', 'overdue', 'lost') "
-            "AND accepted_at IS NOT NULL ORDER BY sent_at"
+            "SELECT * FROM probes WHERE status IN ('sent', 'overdue', ?) "
+            "AND accepted_at IS NOT NULL ORDER BY sent_at",
+            (lost,),
         )
-        if not include_lost:
-            rows = [r for r in rows if r["status"] != "lost"]
-        return [_row_probe(r) for r in rows]
+        return [_probe(r) for r in rows]
 
-    def probes(self, start: float, end: float, route: str | None = None) -> list[StoredProbe]:
+    def probes(self, start: float, end: float, route: str | None = None) -> list[Probe]:
         """Probes sent in ``[start, end)``, optionally of one route, in send order."""
         sql = "SELECT * FROM probes WHERE sent_at >= ? AND sent_at < ?"
         args: list[Any] = [start, end]
         if route is not None:
             sql += " AND route = ?"
             args.append(route)
-        return [_row_probe(r) for r in self._query(sql + " ORDER BY sent_at", args)]
+        return [_probe(r) for r in self._query(sql + " ORDER BY sent_at", args)]
 
     def routes(self) -> list[str]:
         """Every route the ledger has seen."""
@@ -314,7 +354,39 @@ class Ledger:
         )
         return sorted(r["route"] for r in rows)
 
-    # -- transitions
+    def counts(
+        self, before: float = math.inf, *, compacted: bool = True
+    ) -> dict[tuple[str, str], float]:
+        """Probe counts per (route, kind) of probes sent before ``before``: what the counters say.
+
+        Kinds: ``sent`` (every attempt), ``received``, ``overdue``, ``late``, ``lost``,
+        ``over_max``, and ``failed:PHASE:REASON`` per failure. With ``compacted``, the counts
+        folded into the baseline are included.
+        """
+        until = (before if math.isfinite(before) else 1e300,)
+        out: dict[tuple[str, str], float] = {}
+        for row in self._query(
+            "SELECT route, COUNT(*) AS sent, COUNT(arrived_at) AS received, "
+            "COUNT(overdue_at) AS overdue, COUNT(lost_at) AS lost, COUNT(over_max_at) AS over_max, "
+            "SUM(status = 'late') AS late FROM probes WHERE sent_at < ? GROUP BY route",
+            until,
+        ):
+            for kind in COUNT_KINDS:
+                out[(row["route"], kind)] = float(row[kind] or 0)
+        for row in self._query(
+            "SELECT route, phase, reason, COUNT(*) AS n FROM probes WHERE status = 'failed' "
+            "AND sent_at < ? GROUP BY route, phase, reason",
+            until,
+        ):
+            key = (row["route"], f"failed:{row['phase'] or ''}:{row['reason'] or ''}")
+            out[key] = float(row["n"])
+        if compacted:
+            for (route, check, kind), value in self.baseline().items():
+                if check == "":
+                    out[(route, kind)] = out.get((route, kind), 0.0) + value
+        return out
+
+    # -- transitions and mailbox states
 
     def record_transition(self, transition: Transition) -> bool:
         """Store a transition; False when it is already there."""
@@ -338,6 +410,23 @@ class Ledger:
         ]
         return [t for t in out if t.check in BASE_CHECKS] if base_only else out
 
+    def record_mailbox(self, event: MailboxEvent) -> bool:
+        """Store a mailbox state change of a route; False when it is already there."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO mailbox (route, state, at, reason) VALUES (?, ?, ?, ?)",
+                (event.route, "up" if event.up else "down", event.at, event.reason),
+            )
+            return cur.rowcount > 0
+
+    def mailbox_events(self, since: float = -math.inf) -> list[MailboxEvent]:
+        """Mailbox state changes from ``since`` on, in time order."""
+        rows = self._query(
+            "SELECT route, state, at, reason FROM mailbox WHERE at >= ? ORDER BY at, id",
+            (since if math.isfinite(since) else -1e300,),
+        )
+        return [MailboxEvent(r["route"], r["state"] == "up", r["at"], r["reason"]) for r in rows]
+
     # -- restart and compaction
 
     def baseline(self) -> dict[tuple[str, str, str], float]:
@@ -345,73 +434,40 @@ class Ledger:
         rows = self._query("SELECT route, check_name, kind, value FROM baseline")
         return {(r["route"], r["check_name"], r["kind"]): r["value"] for r in rows}
 
-    def history(self, *, replay_seconds: float, delay_maximum: float) -> History:
+    def history(self, *, replay_seconds: float) -> History:
         """What ``Accounting.restore`` needs to continue where the last run stopped."""
         runs = self.runs()
         last_seen = runs[-1][1] if runs else -math.inf
         replay_from = last_seen - replay_seconds
+        since = replay_from if math.isfinite(replay_from) else -1e300
         rows = self._query(
             "SELECT * FROM probes WHERE sent_at >= ? OR (accepted_at IS NOT NULL "
             "AND status IN ('sent', 'overdue', 'lost')) ORDER BY sent_at",
-            (replay_from if math.isfinite(replay_from) else -1e300,),
+            (since,),
         )
         over = self._query(
-            "SELECT probe_id, route FROM probes WHERE accepted_at IS NOT NULL "
-            "AND status != 'failed' AND (delay > ? OR (delay IS NULL AND sent_at + ? <= ?))",
-            (delay_maximum, delay_maximum, last_seen if runs else -1e300),
+            "SELECT probe_id, route, over_max_at FROM probes WHERE over_max_at IS NOT NULL"
         )
         return History(
             runs=tuple(runs),
             transitions=tuple(self.transitions()),
-            probes=tuple(_row_probe(r) for r in rows),
-            over_max_ids={r["probe_id"]: r["route"] for r in over},
+            probes=tuple(_probe(r) for r in rows),
+            mailbox=tuple(self.mailbox_events(replay_from)),
+            over_max={r["probe_id"]: (r["route"], r["over_max_at"]) for r in over},
             baseline=self.baseline(),
             replay_from=replay_from,
         )
 
     def compact(
         self,
-        now: float,
-        *,
-        retention: float,
-        delay_maximum: float,
-        windows: Sequence[OneOffWindow | RecurringWindow] = (),
-    ) -> float:
-        """Fold rows older than ``retention`` (at least MIN_RETENTION) into the baseline.
+        cut: float,
+        carried: Mapping[tuple[str, str, str], float],
+        still_down: Iterable[tuple[str, Check]],
+    ) -> None:
+        """Delete rows before ``cut``, adding ``carried`` (what they amounted to) to the baseline.
 
-        Returns the cut instant. Totals computed from the ledger afterwards (baseline + rows) are
-        the same as before.
+        ``still_down``: base checks down at the cut, whose down transition is kept at the cut.
         """
-        cut = now - max(retention, MIN_RETENTION)
-        runs = self.runs()
-        if not runs or runs[0][0] >= cut:
-            return cut
-        routes = self.routes()
-        trs = self.transitions()
-        before = [t for t in trs if t.at < cut]
-        down = spans_from_transitions(before, cut)
-        observed = [(s, min(e, cut)) for s, e in runs if s < cut]
-        parts = breakdown(
-            normalize(observed),
-            down,
-            routes,
-            lambda route: window_spans(windows, runs[0][0], cut, route),
-        )
-        seen = total(normalize(observed))
-        carried: dict[tuple[str, str, str], float] = {}
-        for (route, check), (d, m) in parts.items():
-            carried[(route, str(check), "observed")] = seen
-            carried[(route, str(check), "down")] = total(d)
-            carried[(route, str(check), "maintenance")] = total(m)
-        old = self.probes(-1e300, cut)
-        for p in old:
-            if p.over_max(delay_maximum, now):
-                key = (p.route, "", "over_max")
-                carried[key] = carried.get(key, 0.0) + 1.0
-        state: dict[tuple[str, Check], bool] = {}
-        for tr in before:
-            state[(tr.route, tr.check)] = tr.up
-        still_down = [key for key, up in state.items() if not up]
         with self._tx() as cur:
             for key, value in carried.items():
                 cur.execute(
@@ -421,6 +477,7 @@ class Ledger:
                 )
             cur.execute("DELETE FROM probes WHERE sent_at < ?", (cut,))
             cur.execute("DELETE FROM transitions WHERE at < ?", (cut,))
+            cur.execute("DELETE FROM mailbox WHERE at < ?", (cut,))
             for route, check in still_down:
                 cur.execute(
                     "INSERT OR IGNORE INTO transitions (route, check_name, state, at) "
@@ -429,4 +486,3 @@ class Ledger:
                 )
             cur.execute("DELETE FROM runs WHERE COALESCE(stopped_at, last_seen) <= ?", (cut,))
             cur.execute("UPDATE runs SET started_at = ? WHERE started_at < ?", (cut, cut))
-        return cut

@@ -11,28 +11,26 @@ or the single route asked for.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date
 
-from mailprobe.agent.accounting import ALL_ROUTES, Check, breakdown, spans_from_transitions
-from mailprobe.agent.durations import format_duration
-from mailprobe.agent.ledger import Ledger, StoredProbe
-from mailprobe.agent.sla import (
+from mailprobe.agent.checks import ALL_ROUTES, Check, breakdown, spans_from_transitions
+from mailprobe.agent.clauses import (
+    NOT_MEASURED,
     ClauseResult,
     DelayStats,
     Figures,
-    RemedyOutcome,
-    SlaConfig,
+    Scope,
     Verdict,
     evaluate,
-    remedies,
 )
+from mailprobe.agent.durations import format_duration
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.remedies import RemedyOutcome, remedies
+from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
     RecurringWindow,
@@ -47,12 +45,6 @@ from mailprobe.agent.windows import (
     window_occurrences,
     window_spans,
     zone,
-)
-
-NOT_MEASURED = (
-    "Anti-spam (probe mail landing in Junk): not measured by this agent",
-    "Anti-virus: not measured by this agent",
-    "Webmail page load time: not measured by this agent",
 )
 
 
@@ -120,13 +112,13 @@ class Report:
     delay_average: float
     delay_maximum: float
     rules: tuple[str, ...]
-    not_measured: tuple[str, ...] = NOT_MEASURED
+    not_measured: tuple[str, ...] = tuple(text for _, text in NOT_MEASURED)
 
     @property
     def verdict(self) -> Verdict:
         """Worst clause verdict of the first scope."""
         found = {c.verdict for c in self.scopes[0].clauses} if self.scopes else set()
-        for verdict in (Verdict.BREACHED, Verdict.INSUFFICIENT_DATA):
+        for verdict in (Verdict.BREACHED, Verdict.NOT_ENOUGH_DATA):
             if verdict in found:
                 return verdict
         return Verdict.KEPT
@@ -140,10 +132,16 @@ def accounting_rules(sla: SlaConfig) -> tuple[str, ...]:
         "Each probe is a sample taken at its send time. Send works when the server accepted the "
         "probe; it fails when submission failed (connect, TLS, login or the message refused).",
         f"Receive works when an accepted probe is in the mailbox within {f(sla.receive_deadline)} "
-        "of its send time; it fails when the probe comes later, is lost, the mailbox cannot be "
-        "opened, or the deadline passes without it. A route that accepts mail but does not deliver "
-        "it is therefore down from the send time of the first such probe until the send time of "
-        "the next probe that arrives in time.",
+        "of its send time; it fails when the probe comes later, is lost, or the deadline passes "
+        "without it. A route that accepts mail but does not deliver it is therefore down from the "
+        "send time of the first such probe until the send time of the next probe that arrives in "
+        "time.",
+        "Receive also fails when the mailbox cannot be opened (connection refused, TLS or login "
+        "failure, a dropped session that does not come back): down from the moment the mailbox "
+        "went away, confirmed like a failed probe, until a probe sent after the mailbox came back "
+        "arrives in time. A probe found in the mailbox when the agent (re)connects was not seen "
+        "arriving: its arrival is the earliest moment the agent could have seen it, its delay is "
+        "not a measurement and enters no delay figure, and it decides nothing about receive.",
         f"One failed sample is a suspicion. A second consecutive failure confirms it; a success "
         f"sent within {f(sla.confirm_within)} clears it as a glitch that costs nothing. If no "
         f"sample comes within {f(sla.confirm_within)} the failure stands. A confirmed down period "
@@ -164,37 +162,46 @@ def accounting_rules(sla: SlaConfig) -> tuple[str, ...]:
         + f"maintenance minutes are down minutes inside windows (limit "
         f"{sla.maintenance_minutes:g}). Availability is 1 - down / (observed - maintenance) "
         f"(target {sla.availability_percent:g} %).",
-        f"A trouble-free day is a local calendar day with no down second outside maintenance; the "
-        f"rolling year is the 12 months ending with the report month (target "
+        f"A trouble-free day is an observed local calendar day with no down second outside "
+        f"maintenance; the rolling year is the 12 months ending with the report month (target "
         f"{sla.trouble_free_days} days).",
-        f"Delivery delay is arrival minus send time of probes sent in the month (average at most "
+        f"Delivery delay is arrival minus send time of probes sent in the month and seen arriving "
+        f"(average at most "
         f"{f(sla.delay_average)}). A probe is over the maximum when it arrived more than "
         f"{f(sla.delay_maximum)} after sending or had not arrived by then; it counts once, in the "
         f"month it passed the maximum (more than {sla.over_maximum_allowed} is a breach).",
-        f"A clause is breached when the observed figures alone exceed its limit; otherwise, with "
-        f"coverage below {sla.coverage_floor_percent:g} %, there is not enough data; otherwise it "
-        "is kept.",
+        f"A clause is breached when the observed figures already break it whatever the "
+        f"unobserved time holds (availability: even with every unobserved second up). It is kept "
+        f"only when the month is over, at least {sla.coverage_floor_percent:g} % of it was "
+        "observed, and it holds. Otherwise there is not enough data, and the report says what "
+        "would be needed; for a month in progress it says what the verdict would be if the rest "
+        "of the month stays as observed. Only decided breaches owe a remedy.",
     )
 
 
-def _delay_stats(values: Sequence[float], over: int) -> DelayStats:
+def _delay_stats(values: Sequence[float], over: int, found_late: int = 0) -> DelayStats:
     if not values:
-        return DelayStats(over_max=over)
-    return DelayStats(len(values), sum(values) / len(values), max(values), over)
+        return DelayStats(over_max=over, found_late=found_late)
+    return DelayStats(len(values), sum(values) / len(values), max(values), over, found_late)
 
 
 def _delays(
-    probes: Sequence[StoredProbe], over_max: Sequence[StoredProbe], sla: SlaConfig
+    probes: Sequence[Probe], over_max: Sequence[Probe], sla: SlaConfig
 ) -> tuple[DelayStats, DelayStats, DelayStats]:
     maximum = sla.delay_maximum
-    delivery = [p.delay_seconds for p in probes if p.delay_seconds is not None]
+    delivery = [p.measured_delay for p in probes if p.measured_delay is not None]
+    found_late = sum(p.arrived and p.found_late for p in probes)
     send = [p.send_delay_seconds for p in probes if p.send_delay_seconds is not None]
     receive = [p.receive_delay_seconds for p in probes if p.receive_delay_seconds is not None]
     return (
-        _delay_stats(delivery, len(over_max)),
+        _delay_stats(delivery, len(over_max), found_late),
         _delay_stats(send, sum(v > maximum for v in send)),
         _delay_stats(receive, sum(v > maximum for v in receive)),
     )
+
+
+def _observed_days(observed: Sequence[Span], days: Sequence[tuple[date, Span]]) -> int:
+    return sum(1 for _, (lo, hi) in days if total(clip(observed, lo, hi)) > 0)
 
 
 def _failure_days(
@@ -241,8 +248,13 @@ def build_report(
     month_days = days_between(start, until, tz) if until > start else []
     observed = clip(runs, start, until)
     probes = ledger.probes(start, until)
-    over_candidates = ledger.probes(start - sla.delay_maximum, until - sla.delay_maximum)
-    over_max = [p for p in over_candidates if p.over_max(sla.delay_maximum, now)]
+    over_candidates = ledger.probes(start - sla.delay_maximum, until)
+    over_max = [
+        p for p in over_candidates
+        if (mark := p.over_maximum_at(sla.delay_maximum)) is not None
+        and start <= mark < until and mark <= now
+    ]  # fmt: skip
+    year_observed_days = _observed_days(clip(runs, year_start, until), year_days)
 
     scopes: list[ScopeReport] = []
     names = [route] if route is not None else [ALL_ROUTES, *known]
@@ -259,6 +271,7 @@ def build_report(
             down_seconds=total(down),
             maintenance_seconds=total(maint),
             year_days=len(year_days),
+            year_observed_days=year_observed_days,
             year_failure_days=_failure_days(year_parts, key, year_days),
             year_observed_percent=year_observed,
             delivery=delivery,
@@ -286,11 +299,11 @@ def build_report(
                 ),
                 probes_sent=len(mine),
                 probes_delivered=sum(p.arrived_at is not None for p in mine),
-                probes_lost=sum(p.status == "lost" for p in mine),
-                probes_failed=sum(p.status == "failed" for p in mine),
+                probes_lost=sum(p.status is Status.LOST for p in mine),
+                probes_failed=sum(p.status is Status.FAILED for p in mine),
                 daily=daily,
-                clauses=evaluate(figures, sla, route_scope=per_check),
-                delays=tuple(p.delay_seconds for p in mine if p.delay_seconds is not None),
+                clauses=evaluate(figures, sla, Scope.ROUTE if per_check else Scope.ACCOUNT),
+                delays=tuple(p.measured_delay for p in mine if p.measured_delay is not None),
             )
         )
 
@@ -329,172 +342,3 @@ def build_report(
         delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
     )
-
-
-# ---------------------------------------------------------------- renderers
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def render_json(report: Report) -> str:
-    """The report as JSON (every figure, seconds as numbers)."""
-    data = _jsonable(dataclasses.asdict(report))
-    data["verdict"] = report.verdict.value
-    for scope, raw in zip(report.scopes, data["scopes"], strict=True):
-        raw["coverage_percent"] = scope.figures.coverage_percent
-        raw["availability_percent"] = scope.figures.availability_percent
-        raw["unobserved_seconds"] = scope.unobserved_seconds
-    return json.dumps(data, indent=2, sort_keys=False)
-
-
-def _when(ts: float, tz: str) -> str:
-    return datetime.fromtimestamp(ts, zone(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _measured(clause: ClauseResult) -> str:
-    if clause.measured is None:
-        return "-"
-    if clause.unit == "s":
-        return format_duration(clause.measured)
-    if clause.unit == "%":
-        return f"{clause.measured:.4f} %"
-    if clause.unit == "min":
-        return f"{clause.measured:.2f} min"
-    return f"{clause.measured:g} {clause.unit}"
-
-
-def _limit(clause: ClauseResult) -> str:
-    if clause.unit == "s":
-        return f"<= {format_duration(clause.limit)}"
-    if clause.unit == "%":
-        return f">= {clause.limit:g} %"
-    if clause.unit == "days":
-        return f">= {clause.limit:g} days"
-    return f"<= {clause.limit:g} {clause.unit}"
-
-
-def _scope_lines(scope: ScopeReport) -> list[tuple[str, str]]:
-    f = scope.figures
-    avail = "-" if f.availability_percent is None else f"{f.availability_percent:.4f} %"
-    rows = [
-        (
-            "coverage",
-            f"{f.coverage_percent:.2f} % (unobserved {scope.unobserved_seconds / 60:.1f} min)",
-        ),
-        ("down (outside maintenance)", f"{f.down_seconds / 60:.2f} min"),
-        ("maintenance", f"{f.maintenance_seconds / 60:.2f} min"),
-        ("availability", avail),
-    ]
-    if scope.send_down_seconds is not None and scope.receive_down_seconds is not None:
-        rows.append(
-            (
-                "send / receive down",
-                f"{scope.send_down_seconds / 60:.2f} / {scope.receive_down_seconds / 60:.2f} min",
-            )
-        )
-    d = f.delivery
-    if d.average is not None and d.maximum is not None:
-        rows.append(
-            (
-                "delivery delay",
-                f"avg {format_duration(d.average)}, max "
-                f"{format_duration(d.maximum)} over {d.count} probes",
-            )
-        )
-    rows.append(
-        (
-            "probes",
-            f"{scope.probes_sent} sent, {scope.probes_delivered} delivered, "
-            f"{scope.probes_lost} lost, {scope.probes_failed} failed, "
-            f"{d.over_max} over the maximum",
-        )
-    )
-    rows.append(("trouble-free days", f"{f.year_days - f.year_failure_days} of {f.year_days}"))
-    return rows
-
-
-def _title(scope: ScopeReport) -> str:
-    return "Account (all routes)" if scope.route == ALL_ROUTES else f"Route {scope.route}"
-
-
-def _header(report: Report) -> str:
-    span = f"{_when(report.start, report.timezone)} to {_when(report.end, report.timezone)}"
-    partial = f" (partial: up to {_when(report.evaluated_until, report.timezone)})"
-    return f"SLA report {report.month}, {span}" + (partial if report.partial else "")
-
-
-def render_text(report: Report) -> str:
-    """The report as plain text."""
-    out = [_header(report), f"Overall: {report.verdict.value}", ""]
-    for scope in report.scopes:
-        out.append(_title(scope))
-        out += [f"  {k:<28} {v}" for k, v in _scope_lines(scope)]
-        out.append(f"  {'clause':<44} {'measured':>16} {'limit':>14}  verdict")
-        for c in scope.clauses:
-            out.append(f"  {c.title:<44} {_measured(c):>16} {_limit(c):>14}  {c.verdict.value}")
-        out.append("")
-    out.append("Owed: " + report.remedy.summary)
-    out += [f"  - {o.reason}" for o in report.remedy.owed]
-    if report.outages:
-        out += ["", "Outages:"]
-        out += [
-            f"  {o.route:<12} {o.check:<8} {_when(o.start, report.timezone)} -> "
-            f"{_when(o.end, report.timezone)}  down {o.down_seconds / 60:.2f} min, "
-            f"maintenance {o.maintenance_seconds / 60:.2f} min"
-            for o in report.outages
-        ]
-    out += ["", "Accounting rules:"] + [f"  - {rule}" for rule in report.rules]
-    out += ["", "Not measured:"] + [f"  - {item}" for item in report.not_measured]
-    return "\n".join(out) + "\n"
-
-
-def render_markdown(report: Report) -> str:
-    """The report as Markdown."""
-    out = [f"# {_header(report)}", "", f"**Overall: {report.verdict.value}**", ""]
-    for scope in report.scopes:
-        out += [f"## {_title(scope)}", "", "| figure | value |", "|---|---|"]
-        out += [f"| {k} | {v} |" for k, v in _scope_lines(scope)]
-        out += ["", "| clause | measured | limit | verdict | detail |", "|---|---|---|---|---|"]
-        out += [
-            f"| {c.title} | {_measured(c)} | {_limit(c)} | **{c.verdict.value}** | {c.detail} |"
-            for c in scope.clauses
-        ]
-        out.append("")
-    out += ["## Owed", "", report.remedy.summary, ""]
-    out += [f"- {o.reason}" for o in report.remedy.owed]
-    if report.outages:
-        out += ["", "## Outages", "", "| route | check | start | end | down | maintenance |"]
-        out.append("|---|---|---|---|---|---|")
-        out += [
-            f"| {o.route} | {o.check} | {_when(o.start, report.timezone)} | "
-            f"{_when(o.end, report.timezone)} | {o.down_seconds / 60:.2f} min | "
-            f"{o.maintenance_seconds / 60:.2f} min |"
-            for o in report.outages
-        ]
-    out += ["", "## Accounting rules", ""] + [f"- {rule}" for rule in report.rules]
-    out += ["", "## Not measured", ""] + [f"- {item}" for item in report.not_measured]
-    return "\n".join(out) + "\n"
-
-
-FORMATS = ("text", "json", "markdown")
-
-
-def render(report: Report, fmt: str) -> str:
-    """Render in one of FORMATS (HTML is ``mailprobe.agent.report_html.render_html``)."""
-    if fmt == "text":
-        return render_text(report)
-    if fmt == "json":
-        return render_json(report)
-    if fmt == "markdown":
-        return render_markdown(report)
-    raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

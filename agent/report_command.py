@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
+from mailprobe.agent.books import LEDGER_FILE
 from mailprobe.agent.config import ConfigError, load_config
-from mailprobe.agent.report import build_report, render
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.report import build_report
+from mailprobe.agent.report_render import render
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import month_of, parse_month, shift_month
 
@@ -59,9 +61,9 @@ def main_report(args: argparse.Namespace) -> int:
         parse_month(month)
     except ValueError as exc:
         return _fail(f"--month: {exc}")
-    path = ledger_path(config)
+    path = config.agent.state_dir / LEDGER_FILE
     try:
-        ledger = open_ledger_readonly(path)
+        ledger = Ledger.open_readonly(path)
     except FileNotFoundError:
         return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
     try:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from mailprobe.agent.accounting import ALL_ROUTES
+from mailprobe.agent.checks import ALL_ROUTES
+from mailprobe.agent.clauses import ClauseResult, Verdict
 from mailprobe.agent.durations import format_duration
-from mailprobe.agent.report import Report, ScopeReport, render_text
-from mailprobe.agent.sla import ClauseResult, Verdict
+from mailprobe.agent.report import Report, ScopeReport
+from mailprobe.agent.report_render import render_text
 from mailprobe.agent.windows import zone
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from mailprobe.agent.config import Config
-from mailprobe.agent.daemon import Agent
-from mailprobe.agent.results import ProbeResult
+from mailprobe.agent.probe import Probe
+from mailprobe.agent.runtime import Agent
 
 T = TypeVar("T")
 
@@ -46,16 +46,16 @@ class AgentThread:
         agent = Agent(self._config, serve_http=False)
         agent.extra_headers = self._headers
         self._agent = agent
-        self._watchers = asyncio.ensure_future(agent.run_watchers([self._account]))
-        if not await agent.wait_watchers_up([self._account], timeout):
-            error = agent.last_watch_error(self._account)
+        self._watchers = asyncio.ensure_future(agent.watchers.watches[self._account].watcher.run())
+        if not await agent.watchers.wait_up([self._account], timeout):
+            error = agent.watchers.watches[self._account].error
             raise RuntimeError(f"mailprobe's watcher did not come up: {error}")
 
-    def round_trip(self, timeout: float) -> asyncio.Future[ProbeResult]:
+    def round_trip(self, timeout: float) -> asyncio.Future[Probe]:
         """Send one probe on the first route and resolve with its result."""
         return self._call(self._round_trip(timeout))
 
-    async def _round_trip(self, timeout: float) -> ProbeResult:
+    async def _round_trip(self, timeout: float) -> Probe:
         assert self._agent is not None
         return await self._agent.round_trip(self._config.routes[0], timeout)
 
@@ -78,7 +78,7 @@ class AgentThread:
             self._watchers.cancel()
             await asyncio.gather(self._watchers, return_exceptions=True)
         if self._agent is not None:
-            await self._agent.close_watchers()
+            await self._agent.watchers.close()
         # aioimaplib leaves reader tasks behind a closed session; end them before the loop stops.
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in others:

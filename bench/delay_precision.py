@@ -34,9 +34,9 @@ from bench.agent_thread import AgentThread
 from bench.maildir_watch import MaildirWatch
 from bench.precision_report import MAILPROBE, PEER, Sample, write_csv, write_report
 from mailprobe.agent.config import Config
-from mailprobe.agent.results import Status
+from mailprobe.agent.probe import Status
+from tests.helpers.configs import account, make_config
 from tests.mailstack import MailStack, missing_prerequisites
-from tests.support import account, make_config
 
 DEFAULT_DELAYS = "0,0.5,2,5,10"
 SENDER = "bob@probe.test"

@@ -336,8 +336,8 @@ def _method(samples: Sequence[Sample], args: argparse.Namespace) -> list[str]:
         "header to tell which probe it is. Cross-check: " + _ctime_check(samples),
         "- mailprobe: the in-process Agent (probe-once mode: one watcher on alice, submissions "
         "from bob, default watch policy, STARTTLS on both sides), one probe at a time, so each "
-        "probe is watched alone. True delay = file time - ProbeResult.sent_at; reported delay = "
-        "ProbeResult.delay_seconds.",
+        "probe is watched alone. True delay = file time - Probe.sent_at; reported delay = "
+        "Probe.delay_seconds.",
         *([] if not any(s.tool == PEER for s in samples) else [_peer_method(args)]),
         f"- Schedule: {args.count} probes per tool and injected delay, delays shuffled "
         f"(seed {args.seed}).",

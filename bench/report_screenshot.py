@@ -22,17 +22,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
+from mailprobe.agent.books import LEDGER_FILE
 from mailprobe.agent.config import Config, load_config
-from mailprobe.agent.daemon import Agent
 from mailprobe.agent.demo.service import EmbeddedMailService
+from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.report import build_report
 from mailprobe.agent.report_command import default_month
 from mailprobe.agent.report_html import render_html
+from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import month_bounds
-from tests.books_support import USERS, config_data, start, stop, write_config
-from tests.support import FakeClock, wait_until
+from tests.helpers.agents import start, stop
+from tests.helpers.clock import FakeClock
+from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.waits import wait_until
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,8 +54,8 @@ async def _steps(
     """Advance virtual time; between steps wait for submissions and for mail not `held`."""
 
     def calm() -> bool:
-        return agent._idle.is_set() and all(
-            held[0] <= p.sent_at < held[1] for p in agent.inflight.pending()
+        return agent.submitter.idle.is_set() and all(
+            held[0] <= p.sent_at < held[1] for p in agent.books.inflight
         )
 
     for _ in range(int(seconds / STEP)):
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             config = asyncio.run(make_ledger(workdir, month))
             print(f"ledger: 2 virtual hours in {time.monotonic() - started:.1f} s")
-        with open_ledger_readonly(ledger_path(config)) as ledger:
+        with Ledger.open_readonly(config.agent.state_dir / LEDGER_FILE) as ledger:
             report = build_report(ledger, config.sla, month, windows=config.maintenance,
                                   routes=[r.name for r in config.routes])  # fmt: skip
         html = args.out.with_suffix(".html")

@@ -10,62 +10,99 @@
      +-- ProtocolError                      reason "protocol"
 
 `reason` is a label value from a small fixed vocabulary; exception text never becomes a label.
+Both vocabularies are StrEnums: their members compare equal to, and format as, their label values.
 """
 
 from __future__ import annotations
 
-REASONS = ("dns", "connect", "tls", "auth", "rejected", "timeout", "protocol", "lost", "error")
-PHASES = ("smtp_connect", "smtp_tls", "smtp_auth", "smtp_submit", "imap", "delivery")
+import enum
+
+
+class Phase(enum.StrEnum):
+    """Where a probe failed: a step of the submission, the mailbox, or the delivery itself."""
+
+    SMTP_CONNECT = "smtp_connect"  # resolve, TCP, greeting, EHLO
+    SMTP_TLS = "smtp_tls"  # STARTTLS or the implicit TLS handshake
+    SMTP_AUTH = "smtp_auth"
+    SMTP_SUBMIT = "smtp_submit"  # MAIL, RCPT, DATA up to the 250
+    IMAP = "imap"  # the receiving mailbox could not be opened or watched
+    DELIVERY = "delivery"  # accepted, never seen in the mailbox
+
+    @property
+    def submission(self) -> bool:
+        """True for the phases of handing the probe to the sender's service."""
+        return self in _SUBMISSION
+
+
+_SUBMISSION = frozenset({Phase.SMTP_CONNECT, Phase.SMTP_TLS, Phase.SMTP_AUTH, Phase.SMTP_SUBMIT})
+
+
+class Reason(enum.StrEnum):
+    """Why a probe step failed."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    AUTH = "auth"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+    PROTOCOL = "protocol"
+    LOST = "lost"
+    ERROR = "error"  # the unforeseen
+
+
+REASONS = tuple(Reason)
+PHASES = tuple(Phase)
 
 
 class ProbeError(Exception):
     """A probe step failed; `phase` says where, `reason` says why (fixed vocabulary)."""
 
-    reason = "error"
+    reason: Reason = Reason.ERROR
 
     def __init__(self, message: str, *, phase: str, reply_code: int | None = None) -> None:
         super().__init__(message)
-        self.phase = phase
+        self.phase = Phase(phase)
         self.reply_code = reply_code
 
 
 class ProbeTimeout(ProbeError, TimeoutError):
     """A network step did not finish within its configured timeout."""
 
-    reason = "timeout"
+    reason = Reason.TIMEOUT
 
 
 class ResolveError(ProbeError, OSError):
     """The server's host name did not resolve."""
 
-    reason = "dns"
+    reason = Reason.DNS
 
 
 class ConnectError(ProbeError, ConnectionError):
     """The TCP connection was refused, reset or closed early."""
 
-    reason = "connect"
+    reason = Reason.CONNECT
 
 
 class TLSError(ProbeError, ConnectionError):
     """TLS negotiation or certificate verification failed."""
 
-    reason = "tls"
+    reason = Reason.TLS
 
 
 class AuthError(ProbeError, PermissionError):
     """The server refused the credentials."""
 
-    reason = "auth"
+    reason = Reason.AUTH
 
 
 class RejectedError(ProbeError):
     """The server refused the message (sender, recipient or content)."""
 
-    reason = "rejected"
+    reason = Reason.REJECTED
 
 
 class ProtocolError(ProbeError):
     """The server said something the protocol does not allow, or not what we asked for."""
 
-    reason = "protocol"
+    reason = Reason.PROTOCOL

@@ -1,11 +1,20 @@
 """Watch one mailbox for signed probes over a persistent IMAP session.
 
-How arrival time is taken: between probes the session IDLEs (cheap for the server). When the agent
-announces a probe it has just submitted (`expect`), the watcher leaves IDLE and polls with NOOP,
+How arrival time is taken: between probes the session IDLEs (cheap for the server). While the agent
+awaits a probe it submitted to this mailbox (`awaited`, woken by `wake`), the watcher leaves IDLE and
+polls with NOOP,
 starting every 20 ms and stretching the interval as the probe ages (0.5 % of its age, at most 0.5 s),
 because Dovecot holds IDLE notices for 0.5 s and a fixed slow poll would quantise the delay. The
 arrival time is the clock reading when the server's EXISTS reached us, before any SEARCH or FETCH.
 After the fast window the watcher goes back to IDLE (or to its slow poll when IDLE is not offered).
+
+A probe found at (re)connect was not seen arriving: its arrival is the earliest moment this session
+could have seen it (when it was ready, never before the probe's send time) and it is reported as
+found late, so its delay is not taken for a measurement.
+
+States reported (`WatchState`): the session is up; an open session was lost (a reconnect follows:
+not yet a failure); an attempt to open the mailbox failed (the mailbox cannot be opened, since the
+moment the previous session was lost, or since the attempt when there was none).
 
 Only messages whose HMAC verifies are reported, and only those are deleted or moved, by UID.
 Every other message is left exactly as it was: headers are read with BODY.PEEK, so not even
@@ -19,7 +28,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 
@@ -39,7 +48,7 @@ class Arrival:
     arrived_at: float
     internaldate: float | None
     received: tuple[str, ...]
-    backlog: bool = False  # found at (re)connect, so arrived_at is the server's INTERNALDATE
+    found_late: bool = False  # found at (re)connect: arrived_at is when the session was ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,19 @@ class WatchPolicy:
     move_to: str | None = None  # move verified probes there instead of deleting them
 
 
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    """A change of the watcher's session: up, an open session lost, or an attempt failed."""
+
+    up: bool
+    at: float  # when: the session was ready, was lost, or (failed attempt) the mailbox went away
+    error: ProbeError | None = None
+    lost_session: bool = False  # an open session ended; a reconnect follows
+
+
 ArrivalCallback = Callable[[Arrival], None]
-StateCallback = Callable[[bool, ProbeError | None], None]
+StateCallback = Callable[[WatchState], None]
+AwaitedCallback = Callable[[], Iterable[float]]
 
 
 class MailboxWatcher:
@@ -73,6 +93,7 @@ class MailboxWatcher:
         on_arrival: ArrivalCallback,
         on_state: StateCallback,
         *,
+        awaited: AwaitedCallback = tuple,
         policy: WatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -84,8 +105,10 @@ class MailboxWatcher:
         self._on_state = on_state
         self._clock = clock
         self._rng = rng or random.Random()
-        self._expected: dict[str, float] = {}  # probe id -> sent_at, for fast polling
+        self._awaited = awaited  # send times of probes awaited here, for fast polling
         self._wake = asyncio.Event()
+        self._lost_at: float | None = None  # when the last open session ended
+        self._ready_at = 0.0  # when the current session was ready
         self._next_uid = 1
         self._uidvalidity: int | None = None
         self._warned_no_remove = False
@@ -94,14 +117,9 @@ class MailboxWatcher:
         self.cert_not_after: float | None = None
         self.commands = 0  # IMAP commands over all sessions
 
-    def expect(self, probe_id: str, sent_at: float) -> None:
-        """A probe was just submitted to this mailbox: watch closely until it shows up."""
-        self._expected[probe_id] = sent_at
+    def wake(self) -> None:
+        """A probe was just submitted to this mailbox: leave IDLE and watch closely."""
         self._wake.set()
-
-    def forget(self, probe_id: str) -> None:
-        """Stop watching closely for a probe (it was lost or the agent gave up on it)."""
-        self._expected.pop(probe_id, None)
 
     async def run(self) -> None:
         """Watch forever (until cancelled), reconnecting with capped exponential backoff."""
@@ -109,14 +127,24 @@ class MailboxWatcher:
         while True:
             session = ImapSession(self.endpoint, self._clock)
             self.session = session
+            attempt = self._clock()
+            opened = False
             try:
                 await session.open()
+                opened = True
                 self.cert_not_after = session.cert_not_after
-                self._set_state(True, None)
+                self._ready_at = self._clock()
+                self._lost_at = None
+                self._set_state(WatchState(True, self._ready_at))
                 backoff = self.policy.reconnect_min
                 await self._watch(session)
             except ProbeError as exc:
-                self._set_state(False, exc)
+                if opened:
+                    self._lost_at = self._clock()
+                    self._set_state(WatchState(False, self._lost_at, exc, lost_session=True))
+                else:
+                    since = attempt if self._lost_at is None else self._lost_at
+                    self._set_state(WatchState(False, since, exc))
             finally:
                 self.commands += session.commands
                 session.close()
@@ -129,17 +157,16 @@ class MailboxWatcher:
         if self.session is not None:
             await self.session.logout()
 
-    def _set_state(self, up: bool, error: ProbeError | None) -> None:
-        if up != self.up or error is not None:
-            self.up = up
-            self._on_state(up, error)
+    def _set_state(self, state: WatchState) -> None:
+        self.up = state.up
+        self._on_state(state)
 
     async def _watch(self, session: ImapSession) -> None:
         if session.uidvalidity != self._uidvalidity:
             # A new mailbox identity: UIDs from before mean nothing now.
             self._uidvalidity = session.uidvalidity
             self._next_uid = 1
-        await self._scan(session, self._clock(), backlog=True)
+        await self._scan(session, self._ready_at, backlog=True)
         use_idle = self.policy.idle and "IDLE" in session.capabilities
         last_scan = self._clock()
         while session.alive:
@@ -169,13 +196,8 @@ class MailboxWatcher:
         """The poll interval while a fresh probe is expected, or None to go back to IDLE."""
         now = self._clock()
         pol = self.policy
-        youngest: float | None = None
-        for pid, sent_at in list(self._expected.items()):
-            age = now - sent_at
-            if age > pol.fast_window:
-                del self._expected[pid]
-            elif youngest is None or age < youngest:
-                youngest = age
+        ages = [now - sent_at for sent_at in self._awaited()]
+        youngest = min((age for age in ages if age <= pol.fast_window), default=None)
         if youngest is None:
             return None
         return min(pol.fast_poll_max, max(pol.fast_poll_min, youngest * pol.fast_poll_factor))
@@ -201,8 +223,8 @@ class MailboxWatcher:
                     self.endpoint.username,
                 )
                 continue
-            self._expected.pop(stamp.probe_id, None)
-            arrived = internaldate if backlog and internaldate is not None else seen_at
+            # Found at (re)connect: the session could have seen it once ready, not before.
+            arrived = max(seen_at, stamp.sent_at) if backlog else seen_at
             received = tuple(str(v) for v in headers.get_all("Received") or ())
             arrival = Arrival(stamp, uid, arrived, internaldate, received, backlog)
             try:

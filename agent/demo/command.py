@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 
 from mailprobe.agent.config import Config, load_config
-from mailprobe.agent.daemon import Agent
 from mailprobe.agent.durations import parse_duration
-from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.runtime import Agent
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class RouteView:
         self.ok = self.failed = self.overdue = self.lost = 0
         self.last_reason = ""
 
-    def add(self, result: ProbeResult) -> None:
+    def add(self, result: Probe) -> None:
         if result.status in (Status.OK, Status.LATE) and result.delay_seconds is not None:
             self.ok += 1
             self.delays.append(result.delay_seconds)
@@ -190,7 +190,7 @@ async def _run_agent(
 ) -> int:  # fmt: skip
     views = {r.name: RouteView() for r in config.routes}
 
-    def feed(result: ProbeResult) -> None:
+    def feed(result: Probe) -> None:
         views[result.route].add(result)
 
     agent = Agent(config, sinks=[feed])

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mailprobe.agent.accounting import Check
-from mailprobe.agent.bookkeeping import TICK_INTERVAL
+from mailprobe.agent.books import TICK_INTERVAL
+from mailprobe.agent.checks import Check
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.windows import intersect, total
-from tests.books_support import AgentProcess, free_port, metric, read, scrape
+from tests.helpers.agents import AgentProcess, free_port, metric, read, scrape
+from tests.helpers.configs import SECRET, account
+from tests.helpers.waits import wait_until
 from tests.mailstack import MailStack
-from tests.support import SECRET, account, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +172,9 @@ async def test_smtp_outage_spanning_a_sigkill_is_one_down_period_without_the_gap
     probes = read(state, lambda ledger: ledger.probes(0, 1e10))
     failed = [p for p in probes if p.status == "failed"]
     assert down_at == failed[0].sent_at
-    assert {p.phase for p in failed} == {"smtp_connect"}
+    # Refused at connect; one probe may have been in its session when Postfix stopped.
+    assert all(p.phase is not None and p.phase.submission for p in failed), failed
+    assert sum(p.phase == "smtp_connect" for p in failed) >= len(failed) - 1
     assert up_at == min(p.sent_at for p in probes if p.sent_at > down_at and p.accepted_at)
     gap = runs[1][0] - runs[0][1]
     assert gap >= 2.0

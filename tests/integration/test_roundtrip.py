@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from mailprobe.agent.config import Config
-from mailprobe.agent.daemon import Agent
-from mailprobe.agent.results import Status
+from mailprobe.agent.probe import Status
+from mailprobe.agent.runtime import Agent
 from mailprobe.probes.message import build_probe
+from tests.helpers.configs import SECRET, account, make_config
+from tests.helpers.waits import wait_until
 from tests.mailstack import MailStack
-from tests.support import SECRET, account, make_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ async def running(mailstack: MailStack) -> AsyncIterator[Agent]:
     """An agent watching alice's mailbox (its route loop idles: interval 1d, first probe spread)."""
     agent = Agent(stack_config(mailstack), serve_http=False)
     task = asyncio.ensure_future(agent.run())
-    assert await agent.wait_watchers_up(["alice"], 15)
+    assert await agent.watchers.wait_up(["alice"], 15)
     yield agent
     agent.stop()
     await asyncio.wait_for(task, 15)
@@ -64,7 +65,7 @@ async def test_round_trip_over_tls(mailstack: MailStack, security: str) -> None:
     agent = Agent(stack_config(mailstack, security=security), serve_http=False)
     task = asyncio.ensure_future(agent.run())
     try:
-        assert await agent.wait_watchers_up(["alice"], 15)
+        assert await agent.watchers.wait_up(["alice"], 15)
         result = await agent.round_trip(agent.config.routes[0], timeout=20)
         assert result.status is Status.OK, result
         assert result.delay_seconds is not None
@@ -174,19 +175,19 @@ async def test_held_mail_delay_is_measured_within_300ms(mailstack: MailStack) ->
     agent = Agent(stack_config(mailstack), serve_http=False)
     agent.extra_headers = {mailstack.hold_header: "yes"}
     # Only the watcher runs: no route loop, so the one held probe is ours.
-    task = asyncio.ensure_future(agent.run_watchers(["alice"]))
+    task = asyncio.ensure_future(agent.watchers.watches["alice"].watcher.run())
     try:
-        assert await agent.wait_watchers_up(["alice"], 15)
+        assert await agent.watchers.wait_up(["alice"], 15)
         hold = 2.0
         trip = asyncio.ensure_future(agent.round_trip(agent.config.routes[0], timeout=30))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         # Postfix may hold the message before our client has read its 250: wait for both.
-        while not (mailstack.held_queue_ids() and agent.inflight.pending()):
+        while not (mailstack.held_queue_ids() and agent.inflight):
             assert loop.time() < deadline, "probe was not held"
             await asyncio.sleep(0.01)
         (queue_id,) = mailstack.held_queue_ids()
-        pending = agent.inflight.pending()[0]
+        (pending,) = agent.books.inflight
         await asyncio.sleep(pending.sent_at + hold - agent.clock.time())
         await asyncio.to_thread(mailstack.release, queue_id)
         result = await trip
@@ -196,12 +197,12 @@ async def test_held_mail_delay_is_measured_within_300ms(mailstack: MailStack) ->
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await agent.close_watchers()
+        await agent.watchers.close()
 
 
 async def test_watcher_survives_dovecot_restart(mailstack: MailStack, running: Agent) -> None:
     """Dovecot restarted under an idling watcher: it reconnects and the next probe succeeds."""
-    watcher = running._watches["alice"].watcher
+    watcher = running.watchers.watches["alice"].watcher
     before = watcher.session
     await asyncio.to_thread(mailstack.restart_dovecot)
     await wait_until(lambda: watcher.session is not before and watcher.up, 30, "a new session")
@@ -224,7 +225,10 @@ def _mailbox(stack: MailStack, address: str) -> dict[str, tuple[str, bytes]]:
 
 @pytest.fixture
 def foreign_mail(mailstack: MailStack) -> Iterator[None]:
-    """Ordinary mails (some flagged) and forged probes in alice's INBOX; removed afterwards."""
+    """Ordinary mails (some flagged) and forged probes in alice's INBOX, alone; removed afterwards."""
+    for left in mailstack.maildir(RECEIVER).glob("*/*"):  # earlier tests' probes, say
+        if left.is_file():
+            left.unlink()
     paths = []
     for i, flags in enumerate(("", "\\Seen", "\\Flagged \\Seen", "\\Deleted")):
         body = (f"From: carol@probe.test\r\nTo: {RECEIVER}\r\nSubject: ordinary {i}\r\n"
@@ -252,10 +256,12 @@ async def test_foreign_and_forged_mail_untouched_after_many_probes(
     agent = Agent(stack_config(mailstack), serve_http=False)
     task = asyncio.ensure_future(agent.run())
     try:
-        assert await agent.wait_watchers_up(["alice"], 15)
+        assert await agent.watchers.wait_up(["alice"], 15)
         for _ in range(12):
             result = await agent.round_trip(agent.config.routes[0], timeout=20)
             assert result.status is Status.OK, result
+        # The route's own loop probes too: let its last probe arrive (and be removed).
+        await wait_until(lambda: agent.inflight == 0, 20, "the last probe to arrive")
     finally:
         agent.stop()
         await asyncio.wait_for(task, 15)

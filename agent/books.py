@@ -1,0 +1,342 @@
+"""The agent's books: each probe record into the in-flight registry, the ledger, the accounting and
+the counts, once, in that order, and then to whoever listens (log, metrics, the demo's view).
+
+Order per record, because the ledger is the evidence a provider is billed on: the ledger row (or,
+while the ledger cannot be written, the journal keeps it), then the counts and the accounting, then
+the transitions the accounting returns go to the ledger too, and only then does the record reach
+the listeners. What /metrics serves is ``exported``: the accounting's totals and the counts, each
+passed once through the floors so no exported counter ever goes down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from mailprobe.agent.accounting import Accounting, MailboxEvent, Snapshot
+from mailprobe.agent.checks import Check, CheckTotals, Transition
+from mailprobe.agent.compaction import compact
+from mailprobe.agent.config import Config
+from mailprobe.agent.floors import Floors
+from mailprobe.agent.inflight import InFlight, Marks
+from mailprobe.agent.journal import Journal
+from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.probe import Probe, Sighting, Status
+from mailprobe.agent.tally import COUNTED, Tally
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "ledger.sqlite3"
+EXPORTED_FILE = "exported.json"
+TICK_INTERVAL = 5.0
+"""Seconds between ticks: observed time advances, deadlines expire, the run's heartbeat is written."""
+SWEEP_INTERVAL = 1.0
+"""Seconds between sweeps of the in-flight probes for the marks they passed (overdue, lost, ...)."""
+COMPACT_EVERY = 86400.0
+
+Listener = Callable[[Probe], None]
+
+_SECONDS = {
+    "observed": "mailprobe_observed_seconds_total",
+    "down": "mailprobe_down_seconds_total",
+    "maintenance": "mailprobe_maintenance_seconds_total",
+}
+_MONTH_SECONDS = {
+    "observed": "mailprobe_month_observed_seconds",
+    "down": "mailprobe_month_down_seconds",
+    "maintenance": "mailprobe_month_maintenance_seconds",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What the metrics serve of the books, floored: it never goes down between scrapes."""
+
+    at: float
+    seconds: Mapping[tuple[str, Check], CheckTotals]
+    up: Mapping[tuple[str, Check], bool]
+    over_max: Mapping[str, float]
+    maintenance_active: Mapping[str, bool]
+    month: str
+    month_start: float
+    month_seconds: Mapping[tuple[str, Check], CheckTotals]
+    month_over_max: Mapping[str, float]
+    counts: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    failures: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+
+
+class Books:
+    """Registry + ledger + accounting + counts of one agent run; records nothing until ``open``."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float],
+        on_failure: Callable[[str], None] = lambda route: None,
+        enrich: Callable[[Probe], Probe] = lambda probe: probe,
+    ) -> None:
+        self._config = config
+        self._enrich = enrich
+        self._clock = clock
+        sla = config.sla
+        self.inflight = InFlight(
+            {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes},
+            sla.delay_maximum,
+        )
+        self.acc = Accounting(
+            [r.name for r in config.routes], sla, config.maintenance, clock, on_failure
+        )
+        self.tally = Tally()
+        self.floors = Floors(config.agent.state_dir / EXPORTED_FILE)
+        self.journal: Journal | None = None
+        self._ledger: Ledger | None = None
+        self._listeners: list[Listener] = []
+        self._next_compact = -math.inf
+        self.floors_error: str | None = None
+        self.exported = self._export(self.acc.snapshot(clock()))
+
+    @property
+    def path(self) -> str:
+        """Where the ledger lives."""
+        return str(self._config.agent.state_dir / LEDGER_FILE)
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every new record from now on; returns the way to stop."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- lifecycle
+
+    def open(self) -> list[Probe]:
+        """Open the ledger, continue from it, start a run; return the probes still in flight.
+
+        Lost probes, and probes of routes no longer configured, stay in the ledger and are
+        matched from there (``arrival``) should they turn up after all.
+        """
+        maximum = self._config.sla.delay_maximum
+        path = self._config.agent.state_dir / LEDGER_FILE
+        ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
+        self._ledger = ledger
+        self.journal = Journal(ledger)
+        self.floors.load()
+        self.tally = Tally(ledger.counts())
+        now = self._clock()
+        self._write_all(self.acc.restore(ledger.history(replay_seconds=self.acc.replay_seconds)))
+        ledger.started(now)
+        self.acc.started(now)
+        self._compact(now)
+        pending: list[Probe] = []
+        for probe in ledger.in_flight(include_lost=True):
+            if not self.inflight.tracks(probe.route):
+                continue
+            if probe.status is Status.LOST and probe.over_max_at is not None:
+                continue
+            self.inflight.add(probe)
+            pending.append(probe)
+        self.refresh(now)
+        log.info("ledger %s: run started, %d probe(s) still in flight", path, len(pending))
+        return pending
+
+    def close(self) -> None:
+        """End the run: last tick, the run's end into the ledger, close it."""
+        ledger, now = self._ledger, self._clock()
+        if ledger is None or self.journal is None:
+            return
+        try:
+            self._write_all(self.acc.tick(now))
+            self.journal.heartbeat(now)
+            self.acc.stopped(now)
+            self.refresh(now)
+            if self.journal.flush():
+                ledger.stopped(now)
+            else:
+                log.error("stopping with %d record(s) the ledger could not take: %s",
+                          self.journal.pending, self.journal.error)  # fmt: skip
+        finally:
+            self._ledger = None
+            ledger.close()
+
+    def sweep(self, now: float) -> None:
+        """Record the marks in-flight probes passed (overdue, lost, over the maximum)."""
+        for old, new in self.inflight.sweep(now):
+            self._commit(old, new, now)
+
+    def tick(self, now: float) -> None:
+        """Advance time: marks, deadlines, heartbeat, compaction once a day, a fresh export."""
+        self.sweep(now)
+        self._write_all(self.acc.tick(now))
+        if self.journal is not None:
+            self.journal.heartbeat(now)
+        self._compact(now)
+        self.refresh(now)
+
+    # -- records
+
+    def submitted(self, probe: Probe) -> None:
+        """A submission ended: ``probe`` was accepted (sent) or failed."""
+        if probe.in_flight and self.inflight.tracks(probe.route):
+            self.inflight.add(probe)
+        self._commit(None, probe, self._clock())
+
+    def arrival(self, seen: Sighting) -> Probe | None:
+        """A verified probe was seen; its arrived record, or None if it is not ours to count."""
+        old = self.inflight.get(seen.probe_id)
+        new = self.inflight.arrive(seen)
+        if new is None and self.journal is not None:
+            old = self.journal.kept_probe(seen.probe_id) or self.journal.read(
+                "late arrival", lambda ledger: ledger.probe(seen.probe_id)
+            )
+            if old is None or not old.accepted or old.status not in (
+                Status.SENT, Status.OVERDUE, Status.LOST,
+            ):  # fmt: skip
+                return None
+            new = old.arrive(seen.arrived_at, internaldate=seen.internaldate,
+                             received=seen.received, found_late=seen.found_late)  # fmt: skip
+        if new is None:
+            return None
+        return self._commit(old, self._enrich(new), self._clock())
+
+    def mailbox(self, routes: Iterable[str], *, up: bool, at: float, reason: str = "") -> None:
+        """The mailbox these routes receive at could (``up``) or could not be opened at ``at``."""
+        for route in routes:
+            event = MailboxEvent(route, up, at, reason)
+            if self.journal is not None:
+                self.journal.write(event)
+            self._write_all(self.acc.mailbox(event))
+
+    def _commit(self, old: Probe | None, new: Probe, now: float) -> Probe | None:
+        if old is not None and not new.supersedes(old):
+            return None
+        if new.over_max_at is None:
+            mark = new.over_maximum_at(self._config.sla.delay_maximum)
+            if mark is not None and mark <= now and new.arrived:
+                new = new.past_maximum(mark)
+        if self.journal is not None:  # without a ledger (probe-once) nothing is recorded
+            self.journal.write(new)
+        self.tally.add(old, new)
+        self._write_all(self.acc.record(new))
+        self._refresh_counts()
+        for listener in list(self._listeners):
+            try:
+                listener(new)
+            except Exception:
+                log.exception("listener failed for probe %s", new.probe_id)
+        return new
+
+    def _write_all(self, transitions: Iterable[Transition]) -> None:
+        wrote = False
+        for tr in transitions:
+            wrote = True
+            if self.journal is not None:
+                self.journal.write(tr)
+            if tr.check in (Check.SEND, Check.RECEIVE):
+                log.info("transition route=%s check=%s state=%s at=%s", tr.route, tr.check,
+                         tr.state, _when(tr.at))  # fmt: skip
+        if wrote:
+            self.refresh(self._clock())
+
+    def _compact(self, now: float) -> None:
+        if self._ledger is None or now < self._next_compact:
+            return
+        self._next_compact = now + COMPACT_EVERY
+        try:
+            cut = compact(self._ledger, now, retention=self._config.agent.ledger_retention,
+                          windows=self._config.maintenance)  # fmt: skip
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("ledger compaction failed (tried again tomorrow): %s", exc)
+            return
+        log.debug("ledger compacted up to %s", _when(cut))
+
+    # -- what is exported
+
+    def refresh(self, now: float) -> None:
+        """Take the figures /metrics serves; the floors they need reach the disk first."""
+        exported = self._export(self.acc.snapshot(now))
+        try:
+            self.floors.commit(keep_month=exported.month)
+            self.floors_error = None
+        except OSError as exc:
+            if self.floors_error is None:
+                log.error("cannot write %s: %s", EXPORTED_FILE, exc)  # noqa: TRY400 - a full disk is no bug
+            self.floors_error = f"{type(exc).__name__}: {exc}"
+        self.exported = exported
+
+    def _export(self, snap: Snapshot) -> Exported:
+        f = self.floors.apply
+        seconds: dict[tuple[str, Check], CheckTotals] = {}
+        month_seconds: dict[tuple[str, Check], CheckTotals] = {}
+        for (route, check), t in snap.totals.items():
+            labels = {"route": route, "check": str(check)}
+            seconds[(route, check)] = CheckTotals(
+                *(
+                    f(_SECONDS[k], labels, getattr(t, k))
+                    for k in ("observed", "down", "maintenance")
+                )
+            )
+            m = snap.month_totals[(route, check)]
+            month_labels = {**labels, "month": snap.month}
+            month_seconds[(route, check)] = CheckTotals(
+                *(f(_MONTH_SECONDS[k], month_labels, getattr(m, k))
+                  for k in ("observed", "down", "maintenance"))
+            )  # fmt: skip
+        over = {
+            r: f("mailprobe_probes_over_max_total", {"route": r}, float(n))
+            for r, n in snap.over_max.items()
+        }
+        month_over = {
+            r: f("mailprobe_month_probes_over_max", {"route": r, "month": snap.month}, float(n))
+            for r, n in snap.month_over_max.items()
+        }
+        counts, failures = self._counts()
+        return Exported(
+            at=snap.at,
+            seconds=seconds,
+            up=snap.up,
+            over_max=over,
+            maintenance_active=snap.maintenance_active,
+            month=snap.month,
+            month_start=snap.month_start,
+            month_seconds=month_seconds,
+            month_over_max=month_over,
+            counts=counts,
+            failures=failures,
+        )
+
+    def _counts(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str, str], float]]:
+        f = self.floors.apply
+        routes = [r.name for r in self._config.routes]
+        counts = {
+            (route, kind): f(f"mailprobe_probes_{kind}_total", {"route": route},
+                             self.tally.get(route, kind))
+            for route in routes for kind in COUNTED
+        }  # fmt: skip
+        failures: dict[tuple[str, str, str], float] = {}
+        for route in routes:
+            for (phase, reason), value in self.tally.failures(route).items():
+                labels = {"route": route, "phase": phase, "reason": reason}
+                failures[(route, phase, reason)] = f("mailprobe_probes_failed_total", labels, value)
+        return counts, failures
+
+    def _refresh_counts(self) -> None:
+        counts, failures = self._counts()
+        self.exported = replace(self.exported, counts=counts, failures=failures)
+
+    # -- reading
+
+    @property
+    def ledger_error(self) -> str | None:
+        """Why the ledger or the floors cannot be written right now, or None."""
+        journal_error = self.journal.error if self.journal is not None else None
+        return journal_error or self.floors_error
+
+    def unsettled(self, route: str) -> bool:
+        """The route's send or receive is suspect or down: it wants a quick retry."""
+        return self.acc.unsettled(route)

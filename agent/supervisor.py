@@ -1,0 +1,67 @@
+"""Long-lived tasks that come back when they fail, while everything else goes on.
+
+Each supervised task runs in the agent's TaskGroup. When one raises, the exception is logged once
+with its traceback, counted (``on_restart``), and the task is started again after a backoff that
+doubles up to a minute and starts over once a run lasted that long. Cancellation is never caught:
+stopping the agent cancels every task at once. A task that returns is done and not restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 60.0
+
+
+class Supervisor:
+    """Starts and restarts the agent's long-lived tasks."""
+
+    def __init__(
+        self,
+        group: asyncio.TaskGroup,
+        on_restart: Callable[[str], None] = lambda name: None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff_min: float = BACKOFF_MIN,
+        backoff_max: float = BACKOFF_MAX,
+    ) -> None:
+        self._group = group
+        self._on_restart = on_restart
+        self._sleep = sleep
+        self._min, self._max = backoff_min, backoff_max
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run ``run()`` as task ``name``, restarting it whenever it raises."""
+        task = self._group.create_task(self._keep(name, run), name=name)
+        self.tasks[name] = task
+        return task
+
+    def cancel(self) -> None:
+        """Cancel every supervised task."""
+        for task in self.tasks.values():
+            task.cancel()
+
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = self._min
+        while True:
+            started = loop.time()
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if loop.time() - started >= self._max:
+                    backoff = self._min
+                log.exception("task %s failed; restarting it in %.0f s", name, backoff)
+                self._on_restart(name)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self._max)
+            else:
+                return

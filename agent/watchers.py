@@ -1,0 +1,151 @@
+"""The receiving mailboxes: one watcher per account that routes deliver to, wired to the books.
+
+A verified probe seen by a watcher becomes a sighting for the books. A watcher's state becomes the
+mailbox state of each route into it: a failed attempt to open the mailbox is a receive down-sample
+of those routes from the moment the mailbox went away; the watcher back up is recorded too, and the
+routes are probed at once, so the first probe sent after the mailbox came back ends the outage. An
+open session that ends and reconnects is counted as a reconnect, not as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mailprobe.agent.books import Books
+from mailprobe.agent.clock import Clock
+from mailprobe.agent.config import Config
+from mailprobe.agent.endpoints import imap_endpoint
+from mailprobe.agent.metrics import Metrics
+from mailprobe.agent.probe import Sighting
+from mailprobe.probes.errors import ProbeError, Reason
+from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchPolicy, WatchState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Watch:
+    """One account's watcher and the routes that deliver to it."""
+
+    account: str
+    watcher: MailboxWatcher
+    routes: frozenset[str]
+    error: ProbeError | None = None
+    away: bool = False  # an attempt to open the mailbox failed and none has worked since
+
+
+class Watchers:
+    """Every receiving mailbox of the config."""
+
+    def __init__(
+        self,
+        config: Config,
+        secret: bytes,
+        clock: Clock,
+        books: Books,
+        metrics: Metrics,
+        on_back: Callable[[str], None],
+    ) -> None:
+        self._books = books
+        self._metrics = metrics
+        self._on_back = on_back
+        self._clock = clock
+        self.watches: dict[str, Watch] = {}
+        for name, acc in config.accounts.items():
+            routes = frozenset(r.name for r in config.routes if r.to == name)
+            if acc.imap is None or not routes:
+                continue
+            ep = acc.imap
+            policy = WatchPolicy(
+                idle=ep.idle,
+                poll_interval=ep.poll_interval,
+                move_to=ep.move_to,
+                # While a mailbox is away, a reconnect attempt at least every confirm_retry tells
+                # its comeback that closely.
+                reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry)),
+            )
+            watcher = MailboxWatcher(
+                imap_endpoint(ep, acc.address),
+                secret,
+                self._on_arrival,
+                self._state_callback(name),
+                awaited=self._awaited_callback(routes),
+                policy=policy,
+                clock=clock.time,
+            )
+            self.watches[name] = Watch(name, watcher, routes)
+        self._by_route = {r: w for w in self.watches.values() for r in w.routes}
+
+    def _awaited_callback(self, routes: frozenset[str]) -> Callable[[], list[float]]:
+        return lambda: self._books.inflight.awaited(routes)
+
+    def _state_callback(self, account: str) -> Callable[[WatchState], None]:
+        return lambda state: self._state(account, state)
+
+    def wake(self, route: str) -> None:
+        """A probe of ``route`` was just submitted: its mailbox watches closely."""
+        watch = self._by_route.get(route)
+        if watch is not None:
+            watch.watcher.wake()
+
+    def up(self, account: str) -> bool:
+        """The account's watcher has a session."""
+        return self.watches[account].watcher.up
+
+    def health(self) -> dict[str, bool]:
+        """Each watched account: has a session."""
+        return {name: w.watcher.up for name, w in self.watches.items()}
+
+    async def wait_up(self, accounts: Iterable[str], timeout: float) -> bool:
+        """Wait until the named accounts' watchers have a session."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        names = list(accounts)
+        while loop.time() < deadline:
+            if all(self.watches[n].watcher.up for n in names):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def close(self) -> None:
+        """Log out of every session, within two seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.watcher.close() for w in self.watches.values())), 2.0
+            )
+
+    def _on_arrival(self, arrival: Arrival) -> None:
+        seen = Sighting(arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate,
+                        arrival.received, found_late=arrival.found_late)  # fmt: skip
+        if self._books.arrival(seen) is None:
+            self._metrics.unmatched.inc()
+            log.info("probe id=%s route=%s arrived but was not in flight (sent %.3f)",
+                     arrival.stamp.probe_id[:12], arrival.stamp.route, arrival.stamp.sent_at)  # fmt: skip
+
+    def _state(self, account: str, state: WatchState) -> None:
+        watch = self.watches[account]
+        watch.error = state.error
+        reason = state.error.reason if state.error is not None else Reason.ERROR
+        for route in watch.routes:
+            self._metrics.up.labels(route, "imap").set(1 if state.up else 0)
+        if state.up:
+            log.info("state account=%s imap=up", account)
+            if watch.watcher.cert_not_after is not None:
+                self._metrics.cert_expiry.labels(account, "imap").set(watch.watcher.cert_not_after)
+            self._books.mailbox(watch.routes, up=True, at=state.at)
+            if watch.away:
+                watch.away = False
+                for route in watch.routes:
+                    self._on_back(route)
+        elif state.lost_session:
+            self._metrics.reconnects.labels(account, reason).inc()
+            log.info("account=%s imap session lost (%s): %s; reconnecting", account, reason,
+                     state.error)  # fmt: skip
+        else:
+            log.warning("state account=%s imap=down reason=%s: %s", account, reason, state.error)
+            watch.away = True
+            self._books.mailbox(watch.routes, up=False, at=state.at, reason=reason)
