@@ -179,6 +179,18 @@ class Accounting:
 
     # -- samples
 
+    def attempt(self, probe_id: str, route: str, sent_at: float) -> None:
+        """A submission starts: its send sample, at ``sent_at``, is on its way.
+
+        Until it is known, an open send outage is counted only up to ``sent_at`` (the sample may
+        end it there), so totals never run past a moment a sample is about to settle.
+        """
+        self._machine(route, Check.SEND).expect(probe_id, sent_at)
+
+    def abandon(self, probe_id: str, route: str) -> list[Transition]:
+        """A submission was given up before it ended (the agent stopped): it says nothing."""
+        return self._with_derived(self._machine(route, Check.SEND).settle(probe_id))
+
     def record(self, probe: Probe) -> list[Transition]:
         """Apply a probe's new record (feed each new record once; a repeat changes nothing)."""
         route, pid = probe.route, probe.probe_id

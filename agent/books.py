@@ -180,6 +180,14 @@ class Books:
 
     # -- records
 
+    def attempting(self, probe_id: str, route: str, sent_at: float) -> None:
+        """A submission of ``route`` starts now (its record follows in ``submitted``)."""
+        self.acc.attempt(probe_id, route, sent_at)
+
+    def abandoned(self, probe_id: str, route: str) -> None:
+        """A submission was cancelled before it ended."""
+        self._write_all(self.acc.abandon(probe_id, route))
+
     def submitted(self, probe: Probe) -> None:
         """A submission ended: ``probe`` was accepted (sent) or failed."""
         if probe.in_flight and self.inflight.tracks(probe.route):

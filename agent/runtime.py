@@ -71,7 +71,9 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, self.books, config.sla,
             version=__version__,
         )  # fmt: skip
-        self.submitter = Submitter(config, secret, self.clock, self._stopping)
+        self.submitter = Submitter(
+            config, secret, self.clock, self._stopping, self.books.attempting, self.books.abandoned
+        )
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from mailprobe.agent.clock import Clock
 from mailprobe.agent.config import Config, Route
@@ -29,9 +30,17 @@ class Submitter:
     """Submits probes of the configured routes; ``idle`` is set while none is running."""
 
     def __init__(
-        self, config: Config, secret: bytes, clock: Clock, stopping: asyncio.Event
+        self,
+        config: Config,
+        secret: bytes,
+        clock: Clock,
+        stopping: asyncio.Event,
+        on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
+        on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
     ) -> None:
         self._config = config
+        self._on_start = on_start
+        self._on_abandon = on_abandon
         self._secret = secret
         self._clock = clock
         self._stopping = stopping
@@ -91,9 +100,13 @@ class Submitter:
             extra_headers=self.extra_headers or None,
             probe_id=probe_id,
         )
+        self._on_start(stamp.probe_id, route.name, sent_at)
         try:
             res = await submit(endpoint, sender.address, receiver.address, data,
                                clock=self._clock.time)  # fmt: skip
+        except asyncio.CancelledError:
+            self._on_abandon(stamp.probe_id, route.name)
+            raise
         except ProbeError as exc:
             log.warning("submit route=%s failed: %s", route.name, exc)
             failed = Probe(stamp.probe_id, route.name, Status.FAILED, sent_at, phase=exc.phase,

@@ -343,3 +343,19 @@ def exported_totals(
               for k in ("observed", "down", "maintenance"))
         )  # fmt: skip
     return out
+
+
+def test_an_open_outage_counts_only_up_to_a_submission_under_way() -> None:
+    """While a probe is being submitted its send time may end the outage: totals stop there."""
+    acc = Accounting(("a",), SlaConfig(), clock=lambda: 0.0)
+    acc.started(0.0)
+    for t in (1000.0, 1015.0):
+        acc.record(Probe(f"f{t}", "a", Status.FAILED, t, phase=Phase.SMTP_CONNECT))
+    acc.attempt("slow", "a", 1100.0)
+    acc.tick(1130.0)
+    assert down(acc, 1130.0) == pytest.approx(100.0)
+    acc.record(Probe("slow", "a", Status.SENT, 1100.0, accepted_at=1131.0))
+    assert down(acc, 1131.0) == pytest.approx(100.0)  # nothing to take back
+    acc.attempt("gone", "a", 1200.0)
+    acc.abandon("gone", "a")  # cancelled at shutdown: says nothing, holds nothing
+    assert acc.snapshot(1300.0).up[("a", Check.SEND)]
