@@ -29,6 +29,7 @@ from mailprobe.agent.http import MetricsServer
 from mailprobe.agent.inflight import InFlight, Pending, Sighting
 from mailprobe.agent.metrics import AccountingCollector, Metrics
 from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.webconfig import WebConfig
 from mailprobe.probes.errors import ProbeError
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchPolicy
 from mailprobe.probes.imap_session import ImapEndpoint
@@ -104,6 +105,7 @@ class Agent:
         rng: random.Random | None = None,
         sinks: Iterable[ResultSink] = (),
         serve_http: bool = True,
+        web: WebConfig | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -143,7 +145,7 @@ class Agent:
                 self._watches[name] = self._make_watch(name, acc, routes)
         self.http = (
             MetricsServer(
-                self.registry, config.agent.listen_host, config.agent.listen_port, self.health
+                self.registry, config.agent.listen_host, config.agent.listen_port, self.health, web
             )
             if serve_http
             else None
@@ -188,7 +190,7 @@ class Agent:
             self._track(self.books.open())
             if self.http is not None:
                 await self.http.start()
-                log.info("serving metrics on http://%s/metrics", self.http.address)
+                log.info("serving metrics on %s/metrics", self.http.url)
             await self._run_tasks()
         finally:
             try:
