@@ -19,6 +19,7 @@ from mailprobe.agent.config import Config, ConfigError, load_config
 from mailprobe.agent.daemon import Agent
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
@@ -39,6 +40,15 @@ def _load(path: Path) -> Config:
         print(f"mailprobe: config {path} is not usable:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_FAIL) from None
+
+
+def _load_web(path: Path) -> WebConfig:
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        for problem in exc.problems:
+            print(f"mailprobe: web config {path}: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_FAIL) from None
 
 
@@ -133,8 +143,8 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     return exit_code(result)
 
 
-async def _run(config: Config) -> None:
-    agent = Agent(config)
+async def _run(config: Config, web: WebConfig | None) -> None:
+    agent = Agent(config, web=web)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
@@ -148,9 +158,11 @@ async def _run(config: Config) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
     config = _load(args.config)
+    web_path = args.web_config_file or config.agent.web_config_file
+    web = _load_web(web_path) if web_path is not None else None
     _setup_logging(config.agent.log_level)
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, web))
     except OSError as exc:
         print(f"mailprobe: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -160,6 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file; print a summary."""
     config = _load(args.file)
+    if config.agent.web_config_file is not None:
+        _load_web(config.agent.web_config_file)
     print(
         f"{args.file}: ok ({len(config.accounts)} account(s), {len(config.routes)} route(s): "
         + ", ".join(f"{r.name} {r.from_}->{r.to} every {r.interval:g}s" for r in config.routes)
@@ -226,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent (daemon)")
     p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--web.config.file", dest="web_config_file", type=Path, metavar="FILE",
+                   help="TLS and basic auth for /metrics, in the Prometheus exporter-toolkit "
+                        "format (default: agent.web_config_file)")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the monthly SLA report from the ledger")

@@ -156,6 +156,8 @@ class AgentSettings(_Model):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     shutdown_grace: PositiveDuration = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # TLS and basic auth for /metrics (exporter-toolkit format); `run --web.config.file` wins.
+    web_config_file: Path | None = None
     # Ledger rows older than this are folded into totals; the report needs 13 months of rows.
     ledger_retention: PositiveDuration = 400 * 86400.0
     # Added to every probe, e.g. for a provider's filter rule, or a test server's hold rule.

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import bcrypt
@@ -21,6 +25,7 @@ from mailprobe.agent import basicauth
 from mailprobe.agent.basicauth import Authenticator, parse_basic
 from mailprobe.agent.http import MetricsServer
 from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from tests.books_support import config_data, write_config
 
 PASSWORD = "scrape-pw"
 # Cost 4, bcrypt's least: the checks stay quick; the cost is the hash's, not the code's.
@@ -159,6 +164,51 @@ def test_not_a_mapping_and_not_yaml_are_refused(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError) as err:
         load_web_config(path)
     assert err.value.problems[0].startswith("not valid YAML at line")
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailprobe.agent.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path) -> Path:
+    """A usable agent config on disk; nothing needs to answer, the agent stops before."""
+    folder = tmp_path / "agent"
+    folder.mkdir()
+    (folder / "ca.pem").write_text("")
+    svc = SimpleNamespace(host="127.0.0.1", smtp_port=1, imap_port=2, ca_file=folder / "ca.pem")
+    write_config(config_data(svc, folder / "state"), folder / "c.yaml")  # type: ignore[arg-type]
+    return folder / "c.yaml"
+
+
+def test_run_with_a_bad_web_config_exits_2_with_one_line(
+    pki: Pki, agent_config: Path
+) -> None:
+    """`mailprobe run --web.config.file` naming a missing key file: exit 2, one line on stderr
+    naming the file and the key, no traceback, nothing started."""
+    bad = web_file(pki.dir, {"tls_server_config": {**TLS, "key_file": "missing.key"}})
+    done = run_cli("run", "--config", str(agent_config), "--web.config.file", str(bad),
+                   cwd=pki.dir)  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"mailprobe: web config {bad}: tls_server_config.key_file: ")
+    assert not (agent_config.parent / "state").exists()
+
+
+def test_check_config_checks_the_web_config_it_names(pki: Pki, agent_config: Path) -> None:
+    """agent.web_config_file is loaded by check-config too: a bad one exits 2."""
+    data = yaml.safe_load(agent_config.read_text())
+    data["agent"]["web_config_file"] = str(web_file(pki.dir, {"basic_auth_users": {"u": "pw"}}))
+    agent_config.write_text(yaml.safe_dump(data))
+    os.environ["MP_TEST_SECRET"] = "x"
+    done = run_cli("check-config", str(agent_config), cwd=pki.dir)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"mailprobe: web config {data['agent']['web_config_file']}: basic_auth_users: u: not a"
+        " bcrypt hash ($2y$10$ followed by 53 characters)"
+    ]
 
 
 # ----------------------------------------------------------------------------- serving
