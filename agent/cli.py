@@ -19,6 +19,7 @@ from mailprobe.agent.config import Config, ConfigError, load_config
 from mailprobe.agent.daemon import Agent
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
 from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
@@ -145,14 +146,41 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
 
 async def _run(config: Config, web: WebConfig | None) -> None:
     agent = Agent(config, web=web)
+    # Under systemd (Type=notify): READY=1 once /metrics is bound and the loops run, STOPPING=1
+    # as soon as shutdown begins, WATCHDOG=1 pings while the event loop turns.
+    systemd = Notifier.from_environment()
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            systemd.send("STOPPING=1")
+        agent.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop)
+        loop.add_signal_handler(sig, stop)
+    helpers = [
+        asyncio.ensure_future(_announce_ready(agent, systemd)),
+        asyncio.ensure_future(keep_alive(systemd, watchdog_interval())),
+    ]
     try:
         await agent.run()
     finally:
+        stop()  # also when run() ended by an error: systemd must not wait for a ready agent
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        systemd.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _announce_ready(agent: Agent, systemd: Notifier) -> None:
+    await agent.ready.wait()
+    where = f"; metrics on {agent.http.url}/metrics" if agent.http is not None else ""
+    systemd.send("READY=1", f"STATUS=probing {len(agent.config.routes)} route(s){where}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
