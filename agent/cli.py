@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from mailprobe.agent import __version__
 from mailprobe.agent.config import Config, ConfigError, load_config
 from mailprobe.agent.daemon import Agent
+from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.results import ProbeResult, Status
 from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
@@ -24,14 +24,6 @@ from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _load(path: Path) -> Config:
@@ -128,7 +120,7 @@ async def _probe_once(config: Config, route_name: str, timeout: float | None) ->
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
     config = _load(args.config)
-    _setup_logging("warning" if not args.verbose else "debug")
+    setup_logging("warning" if not args.verbose else "debug")
     try:
         config.route(args.route)
     except KeyError:
@@ -188,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     web_path = args.web_config_file or config.agent.web_config_file
     web = _load_web(web_path) if web_path is not None else None
-    _setup_logging(config.agent.log_level)
+    log_format: LogFormat = args.log_format or config.agent.log_format
+    setup_logging(config.agent.log_level, log_format)
     try:
         asyncio.run(_run(config, web))
     except OSError as exc:
@@ -271,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.config.file", dest="web_config_file", type=Path, metavar="FILE",
                    help="TLS and basic auth for /metrics, in the Prometheus exporter-toolkit "
                         "format (default: agent.web_config_file)")  # fmt: skip
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="text lines or JSON lines (default: agent.log_format, text)")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the monthly SLA report from the ledger")

@@ -25,6 +25,7 @@ from pydantic import (
 
 from mailprobe.agent.durations import Duration, format_duration, positive
 from mailprobe.agent.ledger import MIN_RETENTION
+from mailprobe.agent.logformat import LogFormat
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
@@ -156,6 +157,7 @@ class AgentSettings(_Model):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     shutdown_grace: PositiveDuration = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: LogFormat = "text"
     # TLS and basic auth for /metrics (exporter-toolkit format); `run --web.config.file` wins.
     web_config_file: Path | None = None
     # Ledger rows older than this are folded into totals; the report needs 13 months of rows.
