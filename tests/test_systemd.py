@@ -212,6 +212,11 @@ def allowed_syscalls(analyze: str) -> set[str]:
     return allowed
 
 
+def first_child(pid: int) -> int:
+    """The first child process of `pid` (Linux /proc)."""
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+
+
 _CALL = re.compile(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", re.MULTILINE)
 _FAMILY = re.compile(r"\bsocket\((AF_[A-Z0-9]+)")
 
@@ -237,9 +242,7 @@ async def test_every_system_call_of_a_probe_cycle_passes_the_units_filter(
         assert "mailprobe_probes_received_total" in await scrape(port)
         assert agent.proc is not None
         # The agent is strace's child; strace ends with it and exits with its status.
-        tracer = agent.proc.pid
-        child = int(Path(f"/proc/{tracer}/task/{tracer}/children").read_text().split()[0])
-        os.kill(child, signal.SIGTERM)
+        os.kill(first_child(agent.proc.pid), signal.SIGTERM)
         assert await asyncio.wait_for(agent.proc.wait(), 30) == 0
     finally:
         await agent.ensure_gone()
