@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,21 +15,16 @@ from pathlib import Path
 
 from mailprobe.agent import __version__
 from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.probe_once import probe_once
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.runtime import Agent
+from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
+from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _load(path: Path) -> Config:
@@ -40,6 +34,15 @@ def _load(path: Path) -> Config:
         print(f"mailprobe: config {path} is not usable:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_FAIL) from None
+
+
+def _load_web(path: Path) -> WebConfig:
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        for problem in exc.problems:
+            print(f"mailprobe: web config {path}: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_FAIL) from None
 
 
@@ -95,7 +98,7 @@ def exit_code(result: Probe) -> int:
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
     config = _load(args.config)
-    _setup_logging("warning" if not args.verbose else "debug")
+    setup_logging("warning" if not args.verbose else "debug")
     try:
         config.route(args.route)
     except KeyError:
@@ -112,24 +115,54 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     return exit_code(result)
 
 
-async def _run(config: Config) -> None:
-    agent = Agent(config)
+async def _run(config: Config, web: WebConfig | None) -> None:
+    agent = Agent(config, web=web)
+    # Under systemd (Type=notify): READY=1 once /metrics is bound and the loops run, STOPPING=1
+    # as soon as shutdown begins, WATCHDOG=1 pings while the event loop turns.
+    systemd = Notifier.from_environment()
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            systemd.send("STOPPING=1")
+        agent.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop)
+        loop.add_signal_handler(sig, stop)
+    helpers = [
+        asyncio.ensure_future(_announce_ready(agent, systemd)),
+        asyncio.ensure_future(keep_alive(systemd, watchdog_interval())),
+    ]
     try:
         await agent.run()
     finally:
+        stop()  # also when run() ended by an error: systemd must not wait for a ready agent
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        systemd.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _announce_ready(agent: Agent, systemd: Notifier) -> None:
+    await agent.ready.wait()
+    where = f"; metrics on {agent.http.url}/metrics" if agent.http is not None else ""
+    systemd.send("READY=1", f"STATUS=probing {len(agent.config.routes)} route(s){where}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
     config = _load(args.config)
-    _setup_logging(config.agent.log_level)
+    web_path = args.web_config_file or config.agent.web_config_file
+    web = _load_web(web_path) if web_path is not None else None
+    log_format: LogFormat = args.log_format or config.agent.log_format
+    setup_logging(config.agent.log_level, log_format)
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, web))
     except OSError as exc:
         print(f"mailprobe: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -139,6 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file; print a summary."""
     config = _load(args.file)
+    if config.agent.web_config_file is not None:
+        _load_web(config.agent.web_config_file)
     print(
         f"{args.file}: ok ({len(config.accounts)} account(s), {len(config.routes)} route(s): "
         + ", ".join(f"{r.name} {r.from_}->{r.to} every {r.interval:g}s" for r in config.routes)
@@ -205,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent (daemon)")
     p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--web.config.file", dest="web_config_file", type=Path, metavar="FILE",
+                   help="TLS and basic auth for /metrics, in the Prometheus exporter-toolkit "
+                        "format (default: agent.web_config_file)")  # fmt: skip
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="text lines or JSON lines (default: agent.log_format, text)")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the monthly SLA report from the ledger")

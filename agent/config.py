@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mailprobe.agent.durations import Duration, format_duration, positive
+from mailprobe.agent.logformat import LogFormat
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
@@ -157,6 +158,9 @@ class AgentSettings(_Model):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     shutdown_grace: PositiveDuration = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: LogFormat = "text"
+    # TLS and basic auth for /metrics (exporter-toolkit format); `run --web.config.file` wins.
+    web_config_file: Path | None = None
     # Ledger rows older than this are folded into totals; the report needs 13 months of rows.
     ledger_retention: PositiveDuration = 400 * 86400.0
     # Added to every probe, e.g. for a provider's filter rule, or a test server's hold rule.

@@ -1,4 +1,10 @@
-"""A small asyncio HTTP endpoint: GET /metrics (Prometheus text format) and GET /healthz (JSON)."""
+"""A small asyncio HTTP endpoint: GET /metrics (Prometheus text format), GET /healthz (JSON) and
+GET /-/healthy (200 while the process serves; for liveness checks, which must not fail while the
+provider is down).
+
+With a web config it serves over TLS and asks every request for basic auth, as Prometheus
+exporters do: a request without the right credentials gets 401 and a WWW-Authenticate challenge.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ import logging
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from mailprobe.agent.basicauth import CHALLENGE, Authenticator
+from mailprobe.agent.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 _READ_TIMEOUT = 5.0
@@ -24,11 +33,15 @@ class MetricsServer:
         host: str,
         port: int,
         health: Callable[[], dict[str, object]],
+        web: WebConfig | None = None,
     ) -> None:
         self._registry = registry
         self._host = host
         self._port = port
         self._health = health
+        self._web = web
+        self._auth = Authenticator(web.users) if web is not None and web.users else None
+        self._extra_headers = "".join(f"{k}: {v}\r\n" for k, v in web.headers) if web else ""
         self._server: asyncio.Server | None = None
 
     @property
@@ -43,12 +56,19 @@ class MetricsServer:
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"{host}:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """scheme://host:port actually bound."""
+        return f"{self._web.scheme if self._web else 'http'}://{self.address}"
+
     async def start(self) -> None:
         """Bind and start serving."""
         # The stream limit bounds what one request may make us buffer.
+        tls = self._web.server_context() if self._web is not None else None
         self._server = await asyncio.start_server(
-            self._handle, self._host, self._port, limit=_MAX_HEADER
-        )
+            self._handle, self._host, self._port, limit=_MAX_HEADER, ssl=tls,
+            ssl_handshake_timeout=_READ_TIMEOUT if tls else None,
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Stop accepting and close the listening socket."""
@@ -56,23 +76,33 @@ class MetricsServer:
             self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        if self._auth is not None:
+            self._auth.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT)
-            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            status, ctype, body = self._route(method, path.split("?", 1)[0])
+            request, *lines = head.decode("latin-1").split("\r\n")
+            method, path, *_ = request.split(" ")
+            extra = self._extra_headers
+            if self._auth is not None and not await asyncio.wait_for(
+                self._auth.check(_header(lines, "authorization")), _READ_TIMEOUT
+            ):
+                status, ctype, body = "401 Unauthorized", "text/plain", b"unauthorized\n"
+                extra += f"WWW-Authenticate: {CHALLENGE}\r\n"
+            else:
+                status, ctype, body = self._route(method, path.split("?", 1)[0])
             body_out = b"" if method == "HEAD" else body
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n{extra}"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body_out
             )
             await asyncio.wait_for(writer.drain(), _READ_TIMEOUT)
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # a slow or malformed client gets nothing
-        except ConnectionError:
-            pass
+        except OSError:
+            pass  # reset, or a TLS error after the handshake
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -87,6 +117,17 @@ class MetricsServer:
             health = self._health()
             status = "200 OK" if health.get("status") == "ok" else "503 Service Unavailable"
             return status, "application/json", json.dumps(health).encode() + b"\n"
+        if path == "/-/healthy":
+            return "200 OK", "text/plain", b"ok\n"
         if path == "/":
             return "200 OK", "text/plain", b"mailprobe: see /metrics and /healthz\n"
         return "404 Not Found", "text/plain", b"not found\n"
+
+
+def _header(lines: list[str], name: str) -> str | None:
+    """The value of the first header called `name` (case-insensitive)."""
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None

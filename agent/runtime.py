@@ -33,6 +33,7 @@ from mailprobe.agent.scheduler import Scheduler
 from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
 from mailprobe.agent.watchers import Watchers
+from mailprobe.agent.webconfig import WebConfig
 from mailprobe.probes.errors import Phase, Reason
 from mailprobe.probes.message import new_probe_id
 
@@ -51,6 +52,7 @@ class Agent:
         rng: random.Random | None = None,
         sinks: Iterable[Listener] = (),
         serve_http: bool = True,
+        web: WebConfig | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -87,7 +89,7 @@ class Agent:
             self.books.listen(sink)
         self.http = (
             MetricsServer(
-                self.registry, config.agent.listen_host, config.agent.listen_port, self.health
+                self.registry, config.agent.listen_host, config.agent.listen_port, self.health, web
             )
             if serve_http
             else None
@@ -148,7 +150,7 @@ class Agent:
             self.books.open()
             if self.http is not None:
                 await self.http.start()
-                log.info("serving metrics on http://%s/metrics", self.http.address)
+                log.info("serving metrics on %s/metrics", self.http.url)
             await self._main()
         finally:
             try:

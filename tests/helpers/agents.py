@@ -4,6 +4,7 @@ reading what they export."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import sqlite3
@@ -104,17 +105,28 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 class AgentProcess:
-    """One `python -m mailprobe.agent.cli run` with its log in a file."""
+    """One `python -m mailprobe.agent.cli run` with its log in a file: extra arguments after the
+    config, environment variables added to the test's own, and a launcher command that execs it."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (),
+    ) -> None:
+        self.config, self.log, self.args = config, log, args
+        self.env = {**os.environ, **(env or {})}
+        self.launcher = launcher
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "mailprobe.agent.cli", "run", "--config", str(self.config),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                *self.launcher, sys.executable, "-m", "mailprobe.agent.cli", "run",
+                "--config", str(self.config), *self.args,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
             )  # fmt: skip
 
     async def signal(self, sig: int) -> int:
