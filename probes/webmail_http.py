@@ -12,6 +12,7 @@ which catches a server that trickles bytes just fast enough to dodge a read time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -101,6 +102,7 @@ class _ResolvingBackend(httpcore.AsyncNetworkBackend):
         self._inner = httpcore.AnyIOBackend()
         self._timeline = timeline
         self._timeout = timeout
+        self._opened: list[httpcore.AsyncNetworkStream] = []
 
     async def connect_tcp(
         self,
@@ -120,12 +122,24 @@ class _ResolvingBackend(httpcore.AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
             except httpcore.ConnectError as exc:
                 last = exc
+                continue
+            self._opened.append(stream)
+            return stream
         raise ConnectError(f"cannot connect to {host}:{port}: {last}", phase="connect") from last
+
+    async def close_all(self) -> None:
+        """Close every connection made, also one whose TLS handshake was cancelled by the deadline.
+
+        httpcore closes a stream whose handshake fails, but not one whose handshake is cancelled.
+        """
+        for stream in self._opened:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -181,19 +195,23 @@ class _Transport(httpx.AsyncBaseTransport):
 
 @asynccontextmanager
 async def _client(target: HttpTarget, timeline: _Timeline) -> AsyncIterator[httpx.AsyncClient]:
+    backend = _ResolvingBackend(timeline, target.timeout)
     pool = httpcore.AsyncConnectionPool(
         ssl_context=client_context(target.ca_file, verify=target.verify),
-        network_backend=_ResolvingBackend(timeline, target.timeout),
+        network_backend=backend,
         retries=0,
     )
-    async with httpx.AsyncClient(
-        transport=_Transport(pool),
-        timeout=httpx.Timeout(target.timeout),
-        max_redirects=target.max_redirects,
-        headers={"User-Agent": USER_AGENT},
-        trust_env=False,  # no proxies or .netrc from the environment: measure the service itself
-    ) as client:
-        yield client
+    try:
+        async with httpx.AsyncClient(
+            transport=_Transport(pool),
+            timeout=httpx.Timeout(target.timeout),
+            max_redirects=target.max_redirects,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,  # no proxies or .netrc from the environment: measure the service
+        ) as client:
+            yield client
+    finally:
+        await backend.close_all()
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
