@@ -69,8 +69,11 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
 )
 LAUNCH_TIMEOUT = 30.0
-SCREENSHOT_TIMEOUT = 5.0
+SCREENSHOT_TIMEOUT = 2.0  # per attempt
+SCREENSHOT_ATTEMPTS = 4
+SCREENSHOT_RETRY = 0.3
 CLOSE_TIMEOUT = 10.0
+CHECK_TIMEOUT = 2.0  # a look at the page after the deadline
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
 _NET_REASONS = {
@@ -231,23 +234,46 @@ def _map_error(api: ModuleType, exc: Exception, step: str, timeout: float) -> Pr
 async def _login_refused(page: Page, login: BrowserLogin) -> bool:
     """After the deadline: is the login form still (or again) on screen?"""
     try:
-        async with asyncio.timeout(SCREENSHOT_TIMEOUT):
+        async with asyncio.timeout(CHECK_TIMEOUT):
             return await page.locator(login.password_selector).first.is_visible()
     except Exception:  # noqa: BLE001 - a page too broken to ask is not a refused login
         return False
 
 
-async def _screenshot(page: Page, path: Path) -> Path | None:
+async def _stop_loading(page: Page) -> None:
+    """Stop a navigation still pending (a hung server): until then no screenshot can be taken."""
+    with contextlib.suppress(Exception):
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("Page.stopLoading")
+        await cdp.detach()
+
+
+async def _capture(page: Page, partial: Path, *, pending: bool) -> None:
+    # Chromium paints its error page in a fresh renderer after the navigation failed, and a capture
+    # taken meanwhile fails ("Unable to capture screenshot") or hangs: try again, briefly.
+    if pending:
+        await _stop_loading(page)
+    for attempt in range(1, SCREENSHOT_ATTEMPTS + 1):
+        try:
+            await page.screenshot(path=str(partial), type="png", timeout=SCREENSHOT_TIMEOUT * 1000)
+        except Exception as exc:
+            if attempt == SCREENSHOT_ATTEMPTS:
+                raise
+            if "Timeout" in str(exc):
+                await _stop_loading(page)
+            await asyncio.sleep(SCREENSHOT_RETRY)
+        else:
+            return
+
+
+async def _screenshot(page: Page, path: Path, *, pending: bool) -> Path | None:
     """Write the page as it is now to `path` (atomically); None if that failed."""
     partial = path.with_name(path.name + ".partial")
+    budget = SCREENSHOT_ATTEMPTS * (SCREENSHOT_TIMEOUT + SCREENSHOT_RETRY) + 1
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        async with asyncio.timeout(SCREENSHOT_TIMEOUT + 1):
-            # A navigation still pending (a hung server) blocks screenshots until it is stopped.
-            cdp = await page.context.new_cdp_session(page)
-            await cdp.send("Page.stopLoading")
-            await cdp.detach()
-            await page.screenshot(path=str(partial), type="png", timeout=SCREENSHOT_TIMEOUT * 1000)
+        async with asyncio.timeout(budget):
+            await _capture(page, partial, pending=pending)
         partial.replace(path)
     except Exception as exc:  # noqa: BLE001 - a missing screenshot must not hide the failure
         log.warning("webmail screenshot %s not written: %s", path, exc)
@@ -274,7 +300,9 @@ async def _measure(
         failure = LoginError("inbox: the login form is still shown", phase="login")
     result = run.recorder.failure(failure)
     if screenshot is not None:
-        result = dataclasses.replace(result, screenshot=await _screenshot(page, screenshot))
+        pending = failure.reason in ("timeout", "login")
+        shot = await _screenshot(page, screenshot, pending=pending)
+        result = dataclasses.replace(result, screenshot=shot)
     return result
 
 
