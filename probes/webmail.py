@@ -110,7 +110,7 @@ class WebmailResult:
     limit: float
     final_url: str | None = None
     screenshot: Path | None = None  # browser mode: written on failure when asked for
-    bytes: int = 0
+    bytes: int = 0  # http: the final page's body; browser: the page and its resources
 
     @property
     def over_limit(self) -> bool:
@@ -173,7 +173,11 @@ class Recorder:
 async def check_webmail(
     target: HttpTarget | BrowserTarget, *, screenshot: Path | None = None
 ) -> WebmailResult:
-    """Load the webmail once in the target's mode; `screenshot` (browser mode) is written on failure."""
+    """Load the webmail once in the target's mode.
+
+    `screenshot` (browser mode only) is where a failed load's screenshot is written; it is left
+    alone when the load works. Raises BrowserUnavailable when the browser mode cannot run here.
+    """
     # The mode modules import this one's types, so they are imported here, not at the top; the
     # browser module also needs the optional browser extra.
     if isinstance(target, HttpTarget):

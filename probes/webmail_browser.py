@@ -25,7 +25,6 @@ import importlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from mailprobe.probes.errors import (
     ResolveError,
     TLSError,
 )
+from mailprobe.probes.nssdb import trust_ca_file
 from mailprobe.probes.webmail import (
     BROWSER_EXTRA_HINT,
     BrowserLogin,
@@ -74,7 +74,6 @@ SCREENSHOT_ATTEMPTS = 4
 SCREENSHOT_RETRY = 0.3
 CLOSE_TIMEOUT = 10.0
 CHECK_TIMEOUT = 2.0  # a look at the page after the deadline
-_PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
 _NET_REASONS = {
     "ERR_NAME_NOT_RESOLVED": ResolveError,
@@ -306,56 +305,13 @@ async def _measure(
     return result
 
 
-def _certutil_commands(home: Path, ca_file: Path) -> list[list[str]]:
-    """certutil calls that create an NSS database under `home` trusting each CA in `ca_file`."""
-    certutil = shutil.which("certutil")
-    if certutil is None:
-        raise BrowserUnavailable("ca_file in browser mode needs certutil (Debian: libnss3-tools)")
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    try:
-        pems = _PEM.findall(ca_file.read_text())
-    except OSError as exc:
-        raise BrowserUnavailable(f"cannot read {ca_file}: {exc.strerror}") from exc
-    if not pems:
-        raise BrowserUnavailable(f"{ca_file}: no PEM certificate in it")
-    commands = [[certutil, "-N", "-d", f"sql:{nssdb}", "--empty-password"]]
-    for i, pem in enumerate(pems):
-        one = home / f"ca-{i}.pem"
-        one.write_text(pem + "\n")
-        commands.append(
-            [certutil, "-A", "-d", f"sql:{nssdb}", "-n", f"ca-{i}", "-t", "C,,", "-i", str(one)]
-        )
-    return commands
-
-
-async def _trust_store(home: Path, ca_file: Path) -> None:
-    """Trust `ca_file` for TLS servers in a Chromium started with HOME=`home`."""
-    # A few small local files: not worth a thread.
-    for command in _certutil_commands(home, ca_file):
-        proc = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with asyncio.timeout(LAUNCH_TIMEOUT):
-                _, err = await proc.communicate()
-        except BaseException as exc:
-            if proc.returncode is None:
-                proc.kill()
-            if isinstance(exc, TimeoutError):
-                raise BrowserUnavailable("certutil did not finish") from exc
-            raise
-        if proc.returncode != 0:
-            raise BrowserUnavailable(f"certutil failed: {err.decode(errors='replace').strip()}")
-
-
 async def _launch(
     api: ModuleType, playwright: Playwright, target: BrowserTarget, scratch: Path
 ) -> BrowserContext:
     home = scratch / "home"
     home.mkdir()
     if target.ca_file is not None:
-        await _trust_store(home, target.ca_file)
+        await trust_ca_file(home, target.ca_file, timeout=LAUNCH_TIMEOUT)
     try:
         async with asyncio.timeout(LAUNCH_TIMEOUT):
             context: BrowserContext = await playwright.chromium.launch_persistent_context(
@@ -377,22 +333,27 @@ async def _close(context: BrowserContext) -> None:
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await context.close()
-    except TimeoutError:
-        log.warning("Chromium did not close within %gs", CLOSE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the load is measured; a messy exit must not undo it
+        log.warning("Chromium did not close cleanly: %s", exc or type(exc).__name__)
 
 
 async def probe_browser(target: BrowserTarget, *, screenshot: Path | None = None) -> WebmailResult:
     """Open the page in a fresh headless Chromium; on failure, write `screenshot` when given."""
     api = playwright_api()
     async with contextlib.AsyncExitStack() as stack:
-        scratch = Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="mailprobe-chromium-"))
+        scratch = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="mailprobe-chromium-", ignore_cleanup_errors=True)
         )
         try:
-            playwright: Playwright = await stack.enter_async_context(api.async_playwright())
-        except api.Error as exc:
+            async with asyncio.timeout(LAUNCH_TIMEOUT):
+                playwright: Playwright = await stack.enter_async_context(api.async_playwright())
+        except (TimeoutError, api.Error) as exc:
             raise BrowserUnavailable(f"Playwright did not start: {exc}") from exc
-        context = await _launch(api, playwright, target, scratch)
+        context = await _launch(api, playwright, target, Path(scratch))
         stack.push_async_callback(_close, context)
-        page = await context.new_page()
+        try:
+            async with asyncio.timeout(LAUNCH_TIMEOUT):
+                page = await context.new_page()
+        except (TimeoutError, api.Error) as exc:
+            raise BrowserUnavailable(f"Chromium opened no page: {exc}") from exc
         return await _measure(api, page, target, screenshot)

@@ -4,7 +4,7 @@ The phases come from httpcore's `trace` extension (connect_tcp, start_tls, send_
 receive_response_*). httpcore resolves the host name inside connect_tcp, so the pool gets a network
 backend that resolves first, under its own timeout, and connects to the addresses: DNS becomes a
 phase of its own and is taken out of connect. Every request of the chain (redirects, the login page,
-the login POST) adds to the same phases, so they sum to the total. The whole chain runs under the
+the login POST) adds to the same phases, so together they account for the total. The whole chain runs under the
 target's timeout, and so does every single step (httpx's connect, read, write and pool timeouts),
 which catches a server that trickles bytes just fast enough to dodge a read timeout.
 """
@@ -17,7 +17,6 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -193,7 +192,7 @@ class _Transport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def _client(target: HttpTarget, timeline: _Timeline) -> AsyncIterator[httpx.AsyncClient]:
     backend = _ResolvingBackend(timeline, target.timeout)
     pool = httpcore.AsyncConnectionPool(
