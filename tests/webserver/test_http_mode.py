@@ -87,11 +87,11 @@ async def test_a_12_s_page_is_measured_within_100_ms_and_counts_over_the_10_s_li
 
 
 async def test_a_slow_asset_does_not_count_in_http_mode(webserver: WebServer) -> None:
-    """http mode fetches the page alone: a 2 s script it references is not waited for."""
-    webserver.asset_delay = 2.0
+    """http mode fetches the page alone: a 5 s script it references is not waited for."""
+    webserver.asset_delay = 5.0
     result = await probe_http(target(webserver))
     assert result.ok, result.detail
-    assert result.total_seconds < 2.0
+    assert result.total_seconds < 5.0
 
 
 async def test_redirects_are_followed_and_counted(webserver: WebServer) -> None:
@@ -134,15 +134,16 @@ FAILURE_KINDS = [
 @pytest.mark.parametrize("kind", FAILURE_KINDS)
 async def test_each_failure_kind_gets_its_reason(webserver: WebServer, kind: str) -> None:
     """The reason is the failure's kind, from the fixed vocabulary, and the load is not ok."""
-    result: WebmailResult = await check_webmail(_failures(webserver)[kind])
+    failing = _failures(webserver)[kind]
+    result: WebmailResult = await check_webmail(failing)
     assert not result.ok
     assert result.reason == kind.partition("-")[0]
     assert result.reason in WEBMAIL_REASONS
     assert result.phase is not None
-    if result.reason == "timeout":
-        assert 1.0 <= result.total_seconds < 2.0
-    else:
-        assert result.total_seconds < 1.0
+    if result.reason == "timeout":  # given up at the deadline, not later
+        assert failing.timeout <= result.total_seconds < failing.timeout + 1.5
+    else:  # failed at once, not after waiting for the deadline
+        assert result.total_seconds < failing.timeout
 
 
 async def test_the_tls_failure_is_reported_in_the_tls_phase(webserver: WebServer) -> None:
