@@ -29,7 +29,7 @@ async def probe_once(config: Config, route_name: str, timeout: float) -> Probe:
         if not await agent.watchers.wait_up([route.to], login):
             error = watch.error
             return Probe("-" * 32, route.name, Status.FAILED, agent.clock.time(), phase=Phase.IMAP,
-                         reason=error.reason if error else Reason.TIMEOUT)  # fmt: skip
+                         reason=Reason(error.reason) if error else Reason.TIMEOUT)  # fmt: skip
         return await agent.round_trip(route, max(0.0, deadline - loop.time()))
     finally:
         watching.cancel()

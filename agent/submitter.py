@@ -109,8 +109,8 @@ class Submitter:
             raise
         except ProbeError as exc:
             log.warning("submit route=%s failed: %s", route.name, exc)
-            failed = Probe(stamp.probe_id, route.name, Status.FAILED, sent_at, phase=exc.phase,
-                           reason=exc.reason, reply_code=exc.reply_code)  # fmt: skip
+            failed = Probe(stamp.probe_id, route.name, Status.FAILED, sent_at, phase=Phase(exc.phase),
+                           reason=Reason(exc.reason), reply_code=exc.reply_code)  # fmt: skip
             return failed, None
         except Exception:
             # One odd server answer must not end the route's loop: a generic reason, logged once.
