@@ -1,0 +1,126 @@
+"""A ledger written by mailprobe 0.1 (schema 1) opens under this version with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailprobe.agent.ledger import SCHEMA_VERSION, Ledger
+from mailprobe.agent.probe import Probe, Status
+
+# The schema mailprobe 0.1 created, verbatim.
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS probes (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    accepted_at REAL,
+    arrived_at REAL,
+    delay REAL,
+    phase TEXT,
+    reason TEXT,
+    reply_code INTEGER,
+    phases TEXT NOT NULL DEFAULT '{}',
+    internaldate REAL,
+    received TEXT NOT NULL DEFAULT '[]',
+    send_delay REAL,
+    receive_delay REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS probes_sent_at ON probes (sent_at);
+CREATE INDEX IF NOT EXISTS probes_open ON probes (status) WHERE status IN ('sent', 'overdue', 'lost');
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    at REAL NOT NULL,
+    UNIQUE (route, check_name, state, at)
+);
+CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    stopped_at REAL
+);
+CREATE TABLE IF NOT EXISTS baseline (
+    route TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (route, check_name, kind)
+);
+"""
+
+
+def _schema_1_ledger(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_1)
+    conn.execute("INSERT INTO meta VALUES ('schema', '1')")
+    conn.execute("INSERT INTO runs (started_at, last_seen, stopped_at) VALUES (0, 20000, 20000)")
+    row = ("probe_id, route, status, sent_at, accepted_at, arrived_at, delay, phase, reason, "
+           "reply_code, phases, received, send_delay, receive_delay, updated_at")  # fmt: skip
+    marks = ", ".join("?" * 15)
+    conn.executemany(
+        f"INSERT INTO probes ({row}) VALUES ({marks})",  # noqa: S608 - fixed test columns
+        [
+            ("ok1", "a", "ok", 100.0, 100.5, 102.0, 2.0, None, None, 250,
+             json.dumps({"smtp_connect": 0.01}), json.dumps(["from a by b"]), 0.5, 1.0, 102.0),
+            ("late1", "a", "late", 200.0, 200.5, 4400.0, 4200.0, None, None, 250, "{}", "[]",
+             None, None, 4400.0),
+            ("lost1", "a", "lost", 300.0, 300.5, None, None, "delivery", "lost", 250, "{}", "[]",
+             None, None, 86700.0),
+            ("fail1", "a", "failed", 400.0, None, None, None, "smtp_auth", "auth", 535, "{}",
+             "[]", None, None, 400.5),
+        ],
+    )  # fmt: skip
+    conn.execute("INSERT INTO transitions (route, check_name, state, at) VALUES ('a', 'send', 'down', 400)")
+    conn.commit()
+    conn.close()
+
+
+def test_a_schema_1_ledger_is_upgraded_in_place_with_every_row(tmp_path: Path) -> None:
+    """Renamed columns keep their values, the marks are filled in, the schema says 2."""
+    path = tmp_path / "ledger.sqlite3"
+    _schema_1_ledger(path)
+    with Ledger.open(path, over_max=lambda p: p.over_maximum_at(3600.0)) as ledger:
+        ok = ledger.probe("ok1")
+        assert ok is not None
+        assert (ok.status, ok.delay_seconds, ok.send_delay_seconds, ok.receive_delay_seconds) == (
+            Status.OK, 2.0, 0.5, 1.0,
+        )  # fmt: skip
+        assert dict(ok.phases) == {"smtp_connect": 0.01}
+        assert ok.received == ("from a by b",)
+        assert ok.over_max_at is None
+        late = ledger.probe("late1")
+        assert late is not None
+        assert (late.overdue_at, late.over_max_at) == (4400.0, 3800.0)
+        lost = ledger.probe("lost1")
+        assert lost is not None
+        assert (lost.lost_at, lost.over_max_at) == (86700.0, 3900.0)
+        failed = ledger.probe("fail1")
+        assert failed == Probe("fail1", "a", Status.FAILED, 400.0, phase="smtp_auth",  # type: ignore[arg-type]
+                               reason="auth", reply_code=535)  # type: ignore[arg-type]  # fmt: skip
+        assert ledger.counts()[("a", "sent")] == 4
+        assert ledger.counts()[("a", "over_max")] == 2
+        assert len(ledger.transitions()) == 1
+    with Ledger.open_readonly(path) as reread:
+        assert reread.probe("ok1") == ok
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
+
+
+def test_a_report_refuses_a_ledger_not_yet_upgraded(tmp_path: Path) -> None:
+    """Read-only access cannot upgrade: it says to start the agent once."""
+    path = tmp_path / "ledger.sqlite3"
+    _schema_1_ledger(path)
+    with pytest.raises(sqlite3.DatabaseError, match="start `mailprobe run` once"):
+        Ledger.open_readonly(path)
