@@ -212,9 +212,10 @@ class MailboxWatcher:
                 self._on_arrival(arrival)
 
     async def _remove(self, session: ImapSession, uid: int) -> None:
-        if not await session.remove(uid, self.policy.move_to) and not self._warned_no_remove:
+        removed = await session.remove(uid, self.policy.move_to) == "removed"
+        if not removed and not self._warned_no_remove:
             self._warned_no_remove = True
             log.warning(
-                "server %s offers no UID EXPUNGE/MOVE: probes are left in the mailbox",
+                "server %s cannot or will not remove probes by UID: they are left in the mailbox",
                 self.endpoint.host,
             )
