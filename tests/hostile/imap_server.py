@@ -50,10 +50,15 @@ class ImapServer:
     uidvalidity = 7
 
     def __init__(
-        self, messages: list[bytes] | None = None, *, tls: ssl.SSLContext | None = None
+        self,
+        messages: list[bytes] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        starttls: ssl.SSLContext | None = None,
     ) -> None:
         self.messages = [Stored(i + 1, raw) for i, raw in enumerate(messages or [])]
         self._tls = tls
+        self.starttls_context = starttls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -143,6 +148,7 @@ class ImapServer:
     def handlers(self) -> dict[bytes, object]:
         return {
             b"CAPABILITY": self.on_capability,
+            b"STARTTLS": self.on_starttls,
             b"LOGIN": self.on_login,
             b"SELECT": self.on_select,
             b"NOOP": self.on_noop,
@@ -164,7 +170,15 @@ class ImapServer:
         )
 
     def capabilities(self, conn: Conn) -> bytes:
+        if self.starttls_context is not None and not conn.extra.get("tls"):
+            return CAPS + b" STARTTLS"
         return CAPS
+
+    async def on_starttls(self, conn: Conn, tag: bytes, args: bytes) -> None:
+        assert self.starttls_context is not None
+        await conn.send(tag + b" OK begin TLS\r\n")
+        await conn.writer.start_tls(self.starttls_context)
+        conn.extra["tls"] = True
 
     async def on_login(self, conn: Conn, tag: bytes, args: bytes) -> bool | None:
         self.logins.append(time.monotonic())
