@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailprobe.agent import __version__
+from mailprobe.agent import __version__, logs
 from mailprobe.agent.config import Config, ConfigError, load_config
 from mailprobe.agent.daemon import Agent
 from mailprobe.agent.report_command import add_report_arguments, main_report
@@ -24,12 +24,13 @@ EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, config: Config | None = None) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logs.install(level, config)  # quiet libraries, rate limit repeats, scrub secrets
 
 
 def _load(path: Path) -> Config:
@@ -117,7 +118,7 @@ async def _probe_once(config: Config, route_name: str, timeout: float | None) ->
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
     config = _load(args.config)
-    _setup_logging("warning" if not args.verbose else "debug")
+    _setup_logging("warning" if not args.verbose else "debug", config)
     try:
         config.route(args.route)
     except KeyError:
@@ -148,7 +149,7 @@ async def _run(config: Config) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
     config = _load(args.config)
-    _setup_logging(config.agent.log_level)
+    _setup_logging(config.agent.log_level, config)
     try:
         asyncio.run(_run(config))
     except OSError as exc:
