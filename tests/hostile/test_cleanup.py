@@ -36,14 +36,20 @@ class NoUidplus(ImapServer):
 class ByeAfterSelect(ImapServer):
     """Drops every session a moment after SELECT, with a new UIDVALIDITY every other time."""
 
+    calm = False  # set to stop dropping sessions
+
     def uidvalidity_for(self, conn: Conn) -> bytes:
         return b"%d" % (100 + conn.number // 2)
 
-    async def on_idle(self, conn: Conn, tag: bytes, args: bytes) -> bool:
+    async def on_idle(self, conn: Conn, tag: bytes, args: bytes) -> bool | None:
+        if self.calm:
+            return await super().on_idle(conn, tag, args)
         await conn.send(b"* BYE enough\r\n")
         return False
 
-    async def on_noop(self, conn: Conn, tag: bytes, args: bytes) -> bool:
+    async def on_noop(self, conn: Conn, tag: bytes, args: bytes) -> bool | None:
+        if self.calm:
+            return await super().on_noop(conn, tag, args)
         return await self.on_idle(conn, tag, args)
 
 
@@ -109,6 +115,8 @@ async def test_foreign_probes_are_fetched_once_across_reconnects() -> None:
         ),
     ):
         await wait_until(lambda: len(server.connections) >= 8, 10, "eight sessions")
+        server.calm = True
+        await wait_until(lambda: w.up and server._idlers, 5, "a session that stays")
     fetches = [c for c in server.commands if b"UID FETCH" in c]
     uidvalidities = {100 + n // 2 for n in range(1, len(server.connections) + 1)}
     # One fetch per mailbox identity seen; sessions within one UIDVALIDITY do not refetch.
