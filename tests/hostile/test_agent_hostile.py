@@ -19,8 +19,7 @@ from mailprobe.probes.errors import REASONS
 
 from ..support import account, make_config
 from .harness import probe
-from .imap_server import ImapServer
-from .test_imap_modes import (
+from .imap_modes import (
     CapabilityNotUtf8AfterLogin,
     FFInternaldate,
     GarbageGreeting,
@@ -31,6 +30,7 @@ from .test_imap_modes import (
     UnexpectedTag,
     UntaggedFlood,
 )
+from .imap_server import ImapServer
 
 INTERVAL = 1.0
 WINDOW = 8.0

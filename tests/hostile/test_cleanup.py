@@ -10,47 +10,8 @@ from mailprobe.probes.imap import WatchPolicy
 
 from ..support import wait_until
 from .harness import FAST, plain_endpoint, probe, watching
-from .imap_server import Conn, ImapServer
-
-
-class RefusesStore(ImapServer):
-    async def on_store(self, conn: Conn, tag: bytes, args: bytes) -> None:
-        await conn.send(tag + b" NO [CANNOT] flags are read-only here\r\n")
-
-
-class RefusesExpunge(ImapServer):
-    async def on_expunge(self, conn: Conn, tag: bytes, args: bytes) -> None:
-        await conn.send(tag + b" BAD UID EXPUNGE? never heard of it\r\n")
-
-
-class RefusesMove(ImapServer):
-    async def on_move(self, conn: Conn, tag: bytes, args: bytes) -> None:
-        await conn.send(tag + b" NO [TRYCREATE] no such mailbox\r\n")
-
-
-class NoUidplus(ImapServer):
-    def capabilities(self, conn: Conn) -> bytes:
-        return b"IMAP4rev1 IDLE"
-
-
-class ByeAfterSelect(ImapServer):
-    """Drops every session a moment after SELECT, with a new UIDVALIDITY every other time."""
-
-    calm = False  # set to stop dropping sessions
-
-    def uidvalidity_for(self, conn: Conn) -> bytes:
-        return b"%d" % (100 + conn.number // 2)
-
-    async def on_idle(self, conn: Conn, tag: bytes, args: bytes) -> bool | None:
-        if self.calm:
-            return await super().on_idle(conn, tag, args)
-        await conn.send(b"* BYE enough\r\n")
-        return False
-
-    async def on_noop(self, conn: Conn, tag: bytes, args: bytes) -> bool | None:
-        if self.calm:
-            return await super().on_noop(conn, tag, args)
-        return await self.on_idle(conn, tag, args)
+from .imap_modes import ByeAfterSelect, NoUidplus, RefusesExpunge, RefusesMove, RefusesStore
+from .imap_server import ImapServer
 
 
 def _unremoved_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
