@@ -55,14 +55,30 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self._budget = max_literal * BUDGET_FACTOR
         self._spent = 0
         self._greeted = False
+        self._pieces: list[bytes] = []
+        self._pieces_size = 0
 
     # -- failing ------------------------------------------------------------------------------
     def fail(self, message: str) -> None:
         """End the session: remember why and drop the connection (never raises)."""
         if self.failure is None:
             self.failure = ProtocolError(message, phase=PHASE)
+        self._release()
         if self.transport is not None:
             self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the session, and let go of buffers at once."""
+        self._release()
+        super().connection_lost(exc)
+
+    def _release(self) -> None:
+        # The protocol sits in reference cycles (transport, session callback) that only the
+        # cyclic collector frees; without this a dead session's megabyte line waits for it.
+        self.incomplete_line = b""
+        self.current_command = None
+        self._pieces.clear()
+        self._pieces_size = 0
 
     # -- receiving ----------------------------------------------------------------------------
     def data_received(self, d: bytes) -> None:
@@ -71,6 +87,18 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("received %d bytes: %r", len(d), d[:160])
+        if self._mid_line(d):
+            # Keep the pieces of a long line apart until its end comes: joining them at each
+            # arrival, as aioimaplib does, copies the line over and over (and fragments memory).
+            self._pieces.append(d)
+            self._pieces_size += len(d)
+            if len(self.incomplete_line) + self._pieces_size > self.max_literal:
+                self.fail(f"server line longer than {self.max_literal} bytes")
+            return
+        if self._pieces:
+            d = b"".join([*self._pieces, d])
+            self._pieces.clear()
+            self._pieces_size = 0
         try:
             self._handle_responses(
                 self.incomplete_line + d, self._handle_line, self.current_command
@@ -86,6 +114,13 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             self.fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - every byte is untrusted; one reply never crashes us
             self.fail(f"unparseable server response ({type(exc).__name__}: {_short(exc)})")
+
+    def _mid_line(self, d: bytes) -> bool:
+        """True when `d` continues a line without ending it (and no literal is being read)."""
+        if not self.incomplete_line:
+            return False
+        last = self._pieces[-1] if self._pieces else self.incomplete_line
+        return CRLF not in d and not (last.endswith(b"\r") and d.startswith(b"\n"))
 
     def _handle_responses(
         self,
