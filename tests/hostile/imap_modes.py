@@ -114,6 +114,14 @@ class FFInternaldate(ImapServer):
             msg.internaldate = b"\xff\xfe-Dec-2026 10:00:00 +0000"
 
 
+class FFReceived(ImapServer):
+    """Adds a Received header with bytes that are not UTF-8 on top of each message's header."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        super().__init__([b"Received: from \xff\xfe.example by mx\x00 with \xc3(; x\r\n" + m
+                          for m in messages])  # fmt: skip
+
+
 class RefusesStore(ImapServer):
     async def on_store(self, conn: Conn, tag: bytes, args: bytes) -> None:
         await conn.send(tag + b" NO [CANNOT] flags are read-only here\r\n")

@@ -23,6 +23,7 @@ from .imap_modes import (
     CapabilityNotUtf8AfterLogin,
     EndlessGreeting,
     FFInternaldate,
+    FFReceived,
     GarbageGreeting,
     GiantLiteral,
     HugeUidvalidity,
@@ -156,6 +157,19 @@ async def test_internaldate_with_byte_ff_still_reports_the_probe() -> None:
         assert rec.arrivals[0].stamp == stamp
         assert rec.arrivals[0].internaldate is None
         assert rec.reasons == []
+
+
+async def test_received_header_with_bytes_not_utf8_reaches_the_agent_as_clean_text() -> None:
+    """A server-written Received header with 0xFF: the probe is reported, its text encodable."""
+    stamp, raw = probe()
+    server = FFReceived([raw])
+    async with server, watching(plain_endpoint(server.port)) as (_, rec, _):
+        await wait_until(lambda: bool(rec.arrivals), 5, "the probe")
+    assert rec.arrivals[0].stamp == stamp
+    [received] = rec.arrivals[0].received
+    received.encode("utf-8")  # no lone surrogates: safe for the ledger and the log
+    assert "\ufffd" in received
+    assert "mx" in received
 
 
 async def test_failed_sessions_leave_no_tasks_behind() -> None:
