@@ -10,8 +10,10 @@ reset when it changes.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Awaitable, Callable
 
-from mailprobe.probes.message import ProbeStamp
+from mailprobe.probes.imap_session import ImapSession
+from mailprobe.probes.message import HEADER_SIGNATURE, ProbeStamp
 
 #: Agent identities remembered for "first probe of this agent" notices; more are not announced.
 MAX_ANNOUNCED = 256
@@ -25,12 +27,10 @@ class ForeignProbes:
         self._stamps: dict[int, ProbeStamp] = {}
         self._expiry: list[tuple[float, int]] = []  # heap; entries of forgotten UIDs are skipped
         self._announced: set[str | None] = set()
+        self._checked = 0.0
 
     def __len__(self) -> int:
         return len(self._stamps)
-
-    def __contains__(self, uid: object) -> bool:
-        return uid in self._stamps
 
     def reset(self) -> None:
         """A new UIDVALIDITY: the UIDs remembered mean nothing now."""
@@ -45,10 +45,6 @@ class ForeignProbes:
         if first and len(self._announced) < MAX_ANNOUNCED:
             self._announced.add(stamp.agent)
         return first
-
-    def stamp(self, uid: int) -> ProbeStamp | None:
-        """The stamp of a remembered UID."""
-        return self._stamps.get(uid)
 
     def next_expiry(self) -> float | None:
         """When the oldest remembered probe passes max_age (None when none is remembered)."""
@@ -69,9 +65,31 @@ class ForeignProbes:
         for uid in [u for u in self._stamps if u not in present]:
             del self._stamps[uid]
 
-    def forget(self, uid: int) -> None:
-        """Stop remembering one UID (removed, or given up on)."""
-        self._stamps.pop(uid, None)
+    async def sweep(
+        self,
+        session: ImapSession,
+        now: float,
+        recheck: float,
+        remove: Callable[[int, ProbeStamp], Awaitable[bool]],
+    ) -> list[ProbeStamp]:
+        """Remove the probes past max age, at most once per `recheck` unless one is due.
+
+        One UID SEARCH tells which remembered probes are still there: the others were removed
+        by their owner and are forgotten. Returns the stamps of the probes removed.
+        """
+        expiry = self.next_expiry()
+        lowest = self.lowest()
+        stale = expiry is not None and expiry <= now
+        if lowest is None or not (stale or now - self._checked >= recheck):
+            return []
+        self._checked = now
+        self.keep_only(set(await session.probe_candidates(lowest, HEADER_SIGNATURE)))
+        removed: list[ProbeStamp] = []
+        for uid in self.due(now):
+            stamp = self._stamps.pop(uid)
+            if await remove(uid, stamp):
+                removed.append(stamp)
+        return removed
 
     def _drop_stale(self) -> None:
         while self._expiry and self._expiry[0][1] not in self._stamps:

@@ -125,7 +125,6 @@ class MailboxWatcher:
         self._next_uid = 1
         self._uidvalidity: int | None = None
         self._foreign = ForeignProbes(self.policy.foreign_probe_max_age)
-        self._foreign_checked = 0.0
         self._warned_unremoved = False  # per session
         self.session: ImapSession | None = None
         self.up = False
@@ -306,30 +305,19 @@ class MailboxWatcher:
 
     async def _expire_foreign(self, session: ImapSession) -> None:
         """Remove other agents' probes past max age; forget the ones their owner removed."""
+
+        async def remove(uid: int, stamp: ProbeStamp) -> bool:
+            return await self._remove(session, uid, stamp)
+
         now = self._clock()
-        expiry = self._foreign.next_expiry()
-        stale = expiry is not None and expiry <= now
-        recheck = (
-            len(self._foreign) > 0 and now - self._foreign_checked >= self.policy.foreign_recheck
-        )
-        lowest = self._foreign.lowest()
-        if not (stale or recheck) or lowest is None:
-            return
-        self._foreign_checked = now
-        present = set(await session.probe_candidates(lowest, HEADER_SIGNATURE))
-        self._foreign.keep_only(present)
-        removed = 0
-        for uid in self._foreign.due(now):
-            stamp = self._foreign.stamp(uid)
-            self._foreign.forget(uid)
-            if stamp is not None and await self._remove(session, uid, stamp):
-                removed += 1
-                self.foreign_removed += 1
-                _notify(self._hooks.on_foreign, stamp, True)
+        removed = await self._foreign.sweep(session, now, self.policy.foreign_recheck, remove)
+        for stamp in removed:
+            self.foreign_removed += 1
+            _notify(self._hooks.on_foreign, stamp, True)
         if removed:
             log.info(
                 "removed %d probe(s) of other agents older than %gs from %s",
-                removed,
+                len(removed),
                 self.policy.foreign_probe_max_age,
                 self.endpoint.username,
             )
