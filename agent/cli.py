@@ -9,12 +9,14 @@ import argparse
 import asyncio
 import json
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailprobe.agent import __version__
+from mailprobe.agent import __version__, logs
 from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.identity import IdentityError
 from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.probe_once import probe_once
@@ -25,6 +27,11 @@ from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
+
+
+def _setup_logging(level: str, fmt: LogFormat, config: Config | None = None) -> None:
+    setup_logging(level, fmt)
+    logs.install(level, config)  # quiet libraries, rate limit repeats, scrub secrets
 
 
 def _load(path: Path) -> Config:
@@ -98,7 +105,7 @@ def exit_code(result: Probe) -> int:
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
     config = _load(args.config)
-    setup_logging("warning" if not args.verbose else "debug")
+    _setup_logging("warning" if not args.verbose else "debug", "text", config)
     try:
         config.route(args.route)
     except KeyError:
@@ -160,10 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     web_path = args.web_config_file or config.agent.web_config_file
     web = _load_web(web_path) if web_path is not None else None
     log_format: LogFormat = args.log_format or config.agent.log_format
-    setup_logging(config.agent.log_level, log_format)
+    _setup_logging(config.agent.log_level, log_format, config)
     try:
         asyncio.run(_run(config, web))
-    except OSError as exc:
+    except (OSError, IdentityError, sqlite3.DatabaseError) as exc:
         print(f"mailprobe: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK

@@ -165,6 +165,8 @@ class AgentSettings(_Model):
     ledger_retention: PositiveDuration = 400 * 86400.0
     # Added to every probe, e.g. for a provider's filter rule, or a test server's hold rule.
     extra_headers: dict[str, str] = Field(default_factory=dict)
+    # Another agent's probe (same secret, other identity) is removed once older than this.
+    foreign_probe_max_age: PositiveDuration = 6 * 3600.0
 
     @field_validator("extra_headers")
     @classmethod

@@ -76,6 +76,18 @@ class Metrics:
             ["account", "reason"],
             registry=r,
         )
+        self.unremoved = Counter(
+            "mailprobe_probes_unremoved",
+            "Own probes a server would not let the watcher remove (unsupported or refused).",
+            ["account", "why"],
+            registry=r,
+        )
+        self.foreign = Counter(
+            "mailprobe_foreign_probes",
+            "Other agents' verified probes in a watched mailbox: seen, and removed once stale.",
+            ["account", "action"],
+            registry=r,
+        )
         self.task_restarts = Counter(
             "mailprobe_task_restarts",
             "Long-lived tasks of the agent that raised and were restarted.",
@@ -132,6 +144,9 @@ class Metrics:
                 self.up.labels(route, proto).set(0)
         for account, proto in accounts:
             self.cert_expiry.labels(account, proto)
+            if proto == "imap":
+                for action in ("seen", "removed"):
+                    self.foreign.labels(account, action)
         r.register(BooksCollector(books, self.routes, sla))
 
     @staticmethod

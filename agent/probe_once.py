@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 
 from mailprobe.agent.config import Config
+from mailprobe.agent.identity import ephemeral
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.errors import Phase, Reason
@@ -19,7 +20,8 @@ from mailprobe.probes.errors import Phase, Reason
 async def probe_once(config: Config, route_name: str, timeout: float) -> Probe:
     """Send one probe of ``route_name`` and wait for it; the final record, or overdue."""
     route = config.route(route_name)
-    agent = Agent(config, serve_http=False)
+    # Its own identity: beside a daemon on the same mailbox, each sees only its own probes.
+    agent = Agent(config, serve_http=False, identity=ephemeral())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     watch = agent.watchers.watches[route.to]

@@ -27,6 +27,7 @@ from mailprobe.agent.clock import Clock, SystemClock
 from mailprobe.agent.config import Config, Route
 from mailprobe.agent.delays import DelaySplitter
 from mailprobe.agent.http import MetricsServer
+from mailprobe.agent.identity import load_or_create
 from mailprobe.agent.metrics import Metrics
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.scheduler import Scheduler
@@ -53,6 +54,7 @@ class Agent:
         sinks: Iterable[Listener] = (),
         serve_http: bool = True,
         web: WebConfig | None = None,
+        identity: str | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -61,6 +63,8 @@ class Agent:
         self._forced = asyncio.Event()
         self.ready = asyncio.Event()  # set once the HTTP endpoint is bound and loops are running
         secret = config.agent.secret()
+        # Who this agent is among those sharing a mailbox: kept in the state dir across restarts.
+        self.identity = identity or load_or_create(config.agent.state_dir)
         self._splitter = DelaySplitter(config)
         self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply)
         accounts = [
@@ -74,14 +78,15 @@ class Agent:
             version=__version__,
         )  # fmt: skip
         self.submitter = Submitter(
-            config, secret, self.clock, self._stopping, self.books.attempting, self.books.abandoned
-        )
+            config, secret, self.clock, self._stopping, self.identity, self.books.attempting,
+            self.books.abandoned,
+        )  # fmt: skip
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng
         )
         self.watchers = Watchers(
             config, secret, self.clock, self.books, self.metrics,
-            lambda route: self.scheduler.wake(route, now=True),
+            lambda route: self.scheduler.wake(route, now=True), self.identity,
         )  # fmt: skip
         self.books.listen(self._log)
         self.books.listen(lambda p: self.metrics.probe(p, self.clock.time()))

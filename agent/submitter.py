@@ -35,10 +35,12 @@ class Submitter:
         secret: bytes,
         clock: Clock,
         stopping: asyncio.Event,
+        identity: str | None = None,
         on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
         on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
     ) -> None:
         self._config = config
+        self._identity = identity
         self._on_start = on_start
         self._on_abandon = on_abandon
         self._secret = secret
@@ -99,6 +101,7 @@ class Submitter:
             sent_at=sent_at,
             extra_headers=self.extra_headers or None,
             probe_id=probe_id,
+            agent=self._identity,
         )
         self._on_start(stamp.probe_id, route.name, sent_at)
         try:

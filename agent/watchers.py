@@ -4,7 +4,8 @@ A verified probe seen by a watcher becomes a sighting for the books. A watcher's
 mailbox state of each route into it: a failed attempt to open the mailbox is a receive down-sample
 of those routes from the moment the mailbox went away; the watcher back up is recorded too, and the
 routes are probed at once, so the first probe sent after the mailbox came back ends the outage. An
-open session that ends and reconnects is counted as a reconnect, not as a failure.
+open session that ends and reconnects is counted as a reconnect, not as a failure. Probes of
+other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mailprobe.agent.endpoints import imap_endpoint
 from mailprobe.agent.metrics import Metrics
 from mailprobe.agent.probe import Sighting
 from mailprobe.probes.errors import ProbeError, Reason
-from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchPolicy, WatchState
+from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy, WatchState
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Watchers:
         books: Books,
         metrics: Metrics,
         on_back: Callable[[str], None],
+        identity: str | None = None,
     ) -> None:
         self._books = books
         self._metrics = metrics
@@ -67,6 +69,7 @@ class Watchers:
                 # While a mailbox is away, a reconnect attempt at least every confirm_retry tells
                 # its comeback that closely.
                 reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry)),
+                foreign_probe_max_age=config.agent.foreign_probe_max_age,
             )
             watcher = MailboxWatcher(
                 imap_endpoint(ep, acc.address),
@@ -76,9 +79,21 @@ class Watchers:
                 awaited=self._awaited_callback(routes),
                 policy=policy,
                 clock=clock.time,
+                agent_id=identity,
+                hooks=self._hooks(name),
             )
             self.watches[name] = Watch(name, watcher, routes)
         self._by_route = {r: w for w in self.watches.values() for r in w.routes}
+
+    def _hooks(self, account: str) -> WatchHooks:
+        metrics = self._metrics
+        return WatchHooks(
+            on_reconnect=lambda reason: metrics.reconnects.labels(account, reason).inc(),
+            on_unremoved=lambda stamp, why: metrics.unremoved.labels(account, why).inc(),
+            on_foreign=lambda stamp, removed: metrics.foreign.labels(
+                account, "removed" if removed else "seen"
+            ).inc(),
+        )
 
     def _awaited_callback(self, routes: frozenset[str]) -> Callable[[], list[float]]:
         return lambda: self._books.inflight.awaited(routes)
@@ -142,7 +157,6 @@ class Watchers:
                 for route in watch.routes:
                     self._on_back(route)
         elif state.lost_session:
-            self._metrics.reconnects.labels(account, reason).inc()
             log.info("account=%s imap session lost (%s): %s; reconnecting", account, reason,
                      state.error)  # fmt: skip
         else:

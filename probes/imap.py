@@ -18,7 +18,13 @@ moment the previous session was lost, or since the attempt when there was none).
 
 Only messages whose HMAC verifies are reported, and only those are deleted or moved, by UID.
 Every other message is left exactly as it was: headers are read with BODY.PEEK, so not even
-\\Seen changes.
+\\Seen changes. Of the verified probes, only the watcher's own (its agent identity, or none for
+probes from before identities) are reported and removed; another agent's are left to it and
+removed only once older than `foreign_probe_max_age` (probes/foreign.py).
+
+Reconnects back off exponentially (reconnect_min doubling up to reconnect_max). Only a session
+that stayed up for reconnect_max seconds resets the backoff: a server that accepts LOGIN and
+drops the connection at once is retried ever more slowly, not every second.
 """
 
 from __future__ import annotations
@@ -28,12 +34,16 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesHeaderParser
+from typing import Any
 
-from mailprobe.probes.errors import ProbeError
-from mailprobe.probes.imap_session import ImapEndpoint, ImapSession
+from mailprobe.probes.errors import ProbeError, ProtocolError
+from mailprobe.probes.foreign import ForeignProbes
+from mailprobe.probes.imap_session import PHASE, ImapEndpoint, ImapSession, Removal, SessionLost
 from mailprobe.probes.message import HEADER_SIGNATURE, ProbeStamp, verify_headers
 
 log = logging.getLogger(__name__)
@@ -64,8 +74,10 @@ class WatchPolicy:
     fast_rescan: float = 0.25  # while polling fast, search at least this often
     fast_window: float = 120.0  # poll fast for this long after an expected probe was sent
     reconnect_min: float = 1.0
-    reconnect_max: float = 60.0
+    reconnect_max: float = 60.0  # also: a session shorter than this does not reset the backoff
     move_to: str | None = None  # move verified probes there instead of deleting them
+    foreign_probe_max_age: float = 6 * 3600.0  # another agent's probe older than this is removed
+    foreign_recheck: float = 600.0  # forget other agents' probes their owner removed, this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +95,28 @@ StateCallback = Callable[[WatchState], None]
 AwaitedCallback = Callable[[], Iterable[float]]
 
 
+@dataclass(frozen=True, slots=True)
+class WatchHooks:
+    """What the agent may count; each is called on the event loop and must not block.
+
+    on_reconnect(reason): the watcher is about to reconnect; reason is from errors.REASONS.
+    on_unremoved(stamp, why): a verified probe stays in the mailbox; why is "unsupported" (no
+        UIDPLUS/MOVE) or "refused" (the server said NO/BAD to UID STORE/EXPUNGE or UID MOVE).
+    on_foreign(stamp, removed): another agent's verified probe, once when first seen
+        (removed=False) and once more if this watcher removed it as stale (removed=True).
+    """
+
+    on_reconnect: Callable[[str], None] | None = None
+    on_unremoved: Callable[[ProbeStamp, Removal], None] | None = None
+    on_foreign: Callable[[ProbeStamp, bool], None] | None = None
+
+
 class MailboxWatcher:
-    """Keeps one session open, reports verified probes, reconnects with backoff when dropped."""
+    """Keeps one session open, reports verified probes, reconnects with backoff when dropped.
+
+    Counters the agent may read at any time: `reconnects` (by reason), `unremoved` (own probes
+    the server would not let us remove), `foreign_seen` and `foreign_removed`.
+    """
 
     def __init__(
         self,
@@ -97,12 +129,16 @@ class MailboxWatcher:
         policy: WatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        agent_id: str | None = None,
+        hooks: WatchHooks | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.policy = policy or WatchPolicy()
+        self.agent_id = agent_id
         self._secret = secret
         self._on_arrival = on_arrival
         self._on_state = on_state
+        self._hooks = hooks or WatchHooks()
         self._clock = clock
         self._rng = rng or random.Random()
         self._awaited = awaited  # send times of probes awaited here, for fast polling
@@ -111,45 +147,66 @@ class MailboxWatcher:
         self._ready_at = 0.0  # when the current session was ready
         self._next_uid = 1
         self._uidvalidity: int | None = None
-        self._warned_no_remove = False
+        self._foreign = ForeignProbes(self.policy.foreign_probe_max_age)
+        self._warned_unremoved = False  # per session
         self.session: ImapSession | None = None
         self.up = False
         self.cert_not_after: float | None = None
         self.commands = 0  # IMAP commands over all sessions
+        self.reconnects: Counter[str] = Counter()
+        self.unremoved = 0
+        self.foreign_seen = 0
+        self.foreign_removed = 0
 
     def wake(self) -> None:
         """A probe was just submitted to this mailbox: leave IDLE and watch closely."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Watch forever (until cancelled), reconnecting with capped exponential backoff."""
+        """Watch forever (until cancelled), reconnecting with capped exponential backoff.
+
+        Nothing a server sends ends this loop: an unexpected exception inside a session ends
+        that session as a protocol error and the watcher reconnects.
+        """
+        loop = asyncio.get_running_loop()
         backoff = self.policy.reconnect_min
         while True:
             session = ImapSession(self.endpoint, self._clock)
             self.session = session
             attempt = self._clock()
-            opened = False
+            self._warned_unremoved = False
+            opened_at: float | None = None
             try:
                 await session.open()
-                opened = True
+                opened_at = loop.time()
                 self.cert_not_after = session.cert_not_after
                 self._ready_at = self._clock()
                 self._lost_at = None
                 self._set_state(WatchState(True, self._ready_at))
-                backoff = self.policy.reconnect_min
                 await self._watch(session)
+                error: ProbeError = session_ended()
             except ProbeError as exc:
-                if opened:
-                    self._lost_at = self._clock()
-                    self._set_state(WatchState(False, self._lost_at, exc, lost_session=True))
-                else:
-                    since = attempt if self._lost_at is None else self._lost_at
-                    self._set_state(WatchState(False, since, exc))
+                error = exc
+            except Exception as exc:  # one reply must never end the watcher
+                text = f"IMAP: unexpected {type(exc).__name__}: {exc}"
+                error = ProtocolError(text[:300], phase=PHASE)
+                log.warning("watcher %s: %s", self.endpoint.username, error)
+                log.debug("watcher %s: traceback", self.endpoint.username, exc_info=True)
             finally:
                 self.commands += session.commands
                 session.close()
+            if opened_at is not None:
+                self._lost_at = self._clock()
+                self._set_state(WatchState(False, self._lost_at, error, lost_session=True))
+            else:
+                since = attempt if self._lost_at is None else self._lost_at
+                self._set_state(WatchState(False, since, error))
+            if opened_at is not None and loop.time() - opened_at >= self.policy.reconnect_max:
+                backoff = self.policy.reconnect_min
             delay = backoff * (1 + self._rng.random() * 0.2)
             backoff = min(backoff * 2, self.policy.reconnect_max)
+            self.reconnects[error.reason] += 1
+            _notify(self._hooks.on_reconnect, error.reason)
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
@@ -159,13 +216,14 @@ class MailboxWatcher:
 
     def _set_state(self, state: WatchState) -> None:
         self.up = state.up
-        self._on_state(state)
+        _notify(self._on_state, state)
 
     async def _watch(self, session: ImapSession) -> None:
         if session.uidvalidity != self._uidvalidity:
             # A new mailbox identity: UIDs from before mean nothing now.
             self._uidvalidity = session.uidvalidity
             self._next_uid = 1
+            self._foreign.reset()
         await self._scan(session, self._ready_at, backlog=True)
         use_idle = self.policy.idle and "IDLE" in session.capabilities
         last_scan = self._clock()
@@ -184,13 +242,21 @@ class MailboxWatcher:
             await self._scan(session, self._clock())
             self._wake.clear()
             if use_idle:
-                if await session.idle(self.policy.idle_refresh, self._wake):
+                if await session.idle(self._idle_for(), self._wake):
                     await self._scan(session, self._clock())
             else:
-                await self._sleep_or_wake(self.policy.poll_interval)
+                await self._sleep_or_wake(min(self.policy.poll_interval, self._idle_for()))
                 if await session.noop():
                     await self._scan(session, self._clock())
             last_scan = self._clock()
+
+    def _idle_for(self) -> float:
+        """How long to wait quietly: until IDLE needs refreshing or a foreign probe goes stale."""
+        wait = self.policy.idle_refresh
+        expiry = self._foreign.next_expiry()
+        if expiry is not None:
+            wait = min(wait, max(1.0, expiry - self._clock()))
+        return wait
 
     def _fast_interval(self) -> float | None:
         """The poll interval while a fresh probe is expected, or None to go back to IDLE."""
@@ -206,37 +272,130 @@ class MailboxWatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
+    def owns(self, stamp: ProbeStamp) -> bool:
+        """True for this watcher's own probes (and for v1 probes, which carry no identity)."""
+        return stamp.agent is None or stamp.agent == self.agent_id
+
     async def _scan(self, session: ImapSession, seen_at: float, *, backlog: bool = False) -> None:
-        """Find new probe candidates, verify them, report and remove the genuine ones."""
+        """Find new probe candidates, verify them, report and remove the watcher's own."""
+        untouched: list[int] = []
         for uid in await session.probe_candidates(self._next_uid, HEADER_SIGNATURE):
             self._next_uid = max(self._next_uid, uid + 1)
             fetched = await session.fetch_headers(uid)
             if fetched is None:
                 continue
             internaldate, raw = fetched
-            headers = BytesHeaderParser().parsebytes(raw)
-            stamp = verify_headers(headers, self._secret)
-            if stamp is None:
-                log.warning(
-                    "uid %s in %s carries probe headers that do not verify: left untouched",
-                    uid,
-                    self.endpoint.username,
-                )
+            headers = _parse_headers(raw)
+            stamp = verify_headers(headers, self._secret) if headers is not None else None
+            if headers is None or stamp is None:
+                untouched.append(uid)
+                continue
+            if not self.owns(stamp):
+                self._foreign_probe(uid, stamp)
                 continue
             # Found at (re)connect: the session could have seen it once ready, not before.
             arrived = max(seen_at, stamp.sent_at) if backlog else seen_at
-            received = tuple(str(v) for v in headers.get_all("Received") or ())
-            arrival = Arrival(stamp, uid, arrived, internaldate, received, backlog)
+            arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers), backlog)
             try:
                 # Clean up first, so a caller that stops on the arrival leaves no probe behind.
-                await self._remove(session, uid)
+                await self._remove(session, uid, stamp)
             finally:
-                self._on_arrival(arrival)
-
-    async def _remove(self, session: ImapSession, uid: int) -> None:
-        if not await session.remove(uid, self.policy.move_to) and not self._warned_no_remove:
-            self._warned_no_remove = True
+                _notify(self._on_arrival, arrival)
+        if untouched:
             log.warning(
-                "server %s offers no UID EXPUNGE/MOVE: probes are left in the mailbox",
-                self.endpoint.host,
+                "%d message(s) in %s carry probe headers that do not verify (another secret, "
+                "or forged): left untouched (uids %s)",
+                len(untouched),
+                self.endpoint.username,
+                _uid_list(untouched),
             )
+        await self._expire_foreign(session)
+
+    def _foreign_probe(self, uid: int, stamp: ProbeStamp) -> None:
+        self.foreign_seen += 1
+        if self._foreign.add(uid, stamp):
+            log.info(
+                "%s also holds probes of agent %s (same secret): left to it, removed when older "
+                "than %gs",
+                self.endpoint.username,
+                stamp.agent,
+                self.policy.foreign_probe_max_age,
+            )
+        _notify(self._hooks.on_foreign, stamp, False)
+
+    async def _expire_foreign(self, session: ImapSession) -> None:
+        """Remove other agents' probes past max age; forget the ones their owner removed."""
+
+        async def remove(uid: int, stamp: ProbeStamp) -> bool:
+            return await self._remove(session, uid, stamp)
+
+        now = self._clock()
+        removed = await self._foreign.sweep(session, now, self.policy.foreign_recheck, remove)
+        for stamp in removed:
+            self.foreign_removed += 1
+            _notify(self._hooks.on_foreign, stamp, True)
+        if removed:
+            log.info(
+                "removed %d probe(s) of other agents older than %gs from %s",
+                len(removed),
+                self.policy.foreign_probe_max_age,
+                self.endpoint.username,
+            )
+
+    async def _remove(self, session: ImapSession, uid: int, stamp: ProbeStamp) -> bool:
+        outcome = await session.remove(uid, self.policy.move_to)
+        if outcome == "removed":
+            return True
+        self.unremoved += 1
+        _notify(self._hooks.on_unremoved, stamp, outcome)
+        if not self._warned_unremoved:
+            self._warned_unremoved = True
+            why = (
+                "offers no UID EXPUNGE/MOVE"
+                if outcome == "unsupported"
+                else f"refused to remove uid {uid} (UID STORE/EXPUNGE or MOVE)"
+            )
+            log.warning(
+                "server %s %s: probes are left in %s (%d so far)",
+                self.endpoint.host,
+                why,
+                self.endpoint.username,
+                self.unremoved,
+            )
+        return False
+
+
+def session_ended() -> SessionLost:
+    """The error of a session whose watch loop found the connection gone."""
+    return SessionLost("IMAP session ended", phase=PHASE)
+
+
+def _parse_headers(raw: bytes) -> Message | None:
+    try:
+        return BytesHeaderParser().parsebytes(raw)
+    except Exception:  # noqa: BLE001 - hostile input must never escape as an error
+        return None
+
+
+def _received(headers: Message) -> tuple[str, ...]:
+    """Received header values as clean text (a server may put any byte into them)."""
+    out: list[str] = []
+    for value in headers.get_all("Received") or ():
+        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        out.append(text)
+    return tuple(out)
+
+
+def _uid_list(uids: list[int], limit: int = 10) -> str:
+    shown = ",".join(str(u) for u in uids[:limit])
+    return shown + (f",... ({len(uids) - limit} more)" if len(uids) > limit else "")
+
+
+def _notify(callback: Callable[..., None] | None, *args: Any) -> None:
+    """Call an agent callback; its own failure is logged, never taken for the server's."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("watcher callback %s failed", getattr(callback, "__name__", callback))

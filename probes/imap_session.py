@@ -4,6 +4,11 @@ We drive `IMAP4ClientProtocol` on a transport we open ourselves, so that plain, 
 TLS connections all report a lost connection at once, STARTTLS works (send the command, upgrade the
 transport with loop.start_tls, re-read capabilities) and every command runs under our own timeout
 and fails fast when the server says BYE or the connection drops.
+
+Every byte from the server is untrusted: the protocol underneath bounds what it buffers
+(probes/imap_protocol.py), numbers are parsed with a bound, text is decoded with errors
+replaced, and whatever still goes wrong inside aioimaplib surfaces here as a ProtocolError.
+Nothing but ProbeError leaves this module.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from mailprobe.probes.errors import (
     ResolveError,
     TLSError,
 )
-from mailprobe.probes.tls import not_after
+from mailprobe.probes.imap_protocol import GuardedProtocol, quoted
+from mailprobe.probes.tls import describe_tls_error, not_after
 
 Security = Literal["starttls", "tls", "plain"]
 T = TypeVar("T")
@@ -40,7 +46,8 @@ _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _EXISTS = re.compile(rb"^(\d+) EXISTS$")
 _FETCH_UID = re.compile(rb"UID (\d+)")
-_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]{1,64})"')
+MAX_NUMBER = 2**32 - 1  # UIDs, UIDVALIDITY and UIDNEXT are 32-bit in IMAP (RFC 3501 section 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +63,21 @@ class ImapEndpoint:
     timeout: float = 30.0
     mailbox: str = "INBOX"
     source_address: str | None = None
+    max_literal: int = 1 << 20  # largest literal or line taken from the server; more: protocol
+
+
+Removal = Literal["removed", "unsupported", "refused"]
 
 
 class SessionLost(ConnectError):
     """The server closed the session (BYE, reset, restart)."""
+
+
+def parse_number(text: bytes, what: str) -> int:
+    """A 32-bit IMAP number from server bytes; ProtocolError when absurd (never int() on 5000 digits)."""
+    if not text.isdigit() or len(text) > 10 or int(text) > MAX_NUMBER:
+        raise ProtocolError(f"server sent an impossible {what}: {text[:24]!r}", phase=PHASE)
+    return int(text)
 
 
 def parse_internaldate(text: str) -> float | None:
@@ -77,7 +95,9 @@ class ImapSession:
         self.endpoint = endpoint
         self._clock = clock
         self._lost = asyncio.Event()
-        self._protocol = aioimaplib.IMAP4ClientProtocol(asyncio.get_running_loop(), self._on_lost)
+        self._protocol = GuardedProtocol(
+            asyncio.get_running_loop(), self._on_lost, endpoint.max_literal
+        )
         self._transport: asyncio.BaseTransport | None = None
         self.uidvalidity: int | None = None
         self.uidnext: int | None = None
@@ -98,6 +118,12 @@ class ImapSession:
         """The server's current capability list (upper case)."""
         return {str(c).upper() for c in self._protocol.capabilities}
 
+    def _gone(self, what: str) -> ProbeError:
+        """Why the session is gone: the protocol's own verdict, else the server closed it."""
+        if self._protocol.failure is not None:
+            return self._protocol.failure
+        return SessionLost(f"IMAP session closed by server during {what}", phase=PHASE)
+
     async def _call(self, what: str, step: Awaitable[T], timeout: float | None = None) -> T:
         """Await `step` under a timeout, failing fast when the connection drops."""
         limit = self.endpoint.timeout if timeout is None else timeout
@@ -107,6 +133,8 @@ class ImapSession:
             done, _ = await asyncio.wait({task, lost}, timeout=limit, return_when="FIRST_COMPLETED")
         finally:
             lost.cancel()
+            if not task.done():
+                task.cancel()  # also when we are cancelled: leave no command task behind
         if task in done:
             try:
                 return task.result()
@@ -117,16 +145,25 @@ class ImapSession:
             except aioimaplib.CommandTimeout as exc:
                 raise ProbeTimeout(f"IMAP {what} timed out", phase=PHASE) from exc
             except ssl.SSLError as exc:
-                raise TLSError(f"IMAP {what}: {exc}", phase=PHASE) from exc
+                raise TLSError(f"IMAP {what}: {describe_tls_error(exc)}", phase=PHASE) from exc
             except OSError as exc:
                 raise ConnectError(f"IMAP {what}: {exc}", phase=PHASE) from exc
-        task.cancel()
+            except Exception as exc:
+                # Raised inside aioimaplib by what the server sent (a CAPABILITY that is not
+                # UTF-8, a missing response line): the server broke the protocol.
+                raise ProtocolError(
+                    f"IMAP {what}: unusable response ({type(exc).__name__}: {exc})"[:300],
+                    phase=PHASE,
+                ) from exc
         if self._lost.is_set():
-            raise SessionLost(f"IMAP session closed by server during {what}", phase=PHASE)
+            raise self._gone(what)
         raise ProbeTimeout(f"IMAP {what} timed out after {limit:g}s", phase=PHASE)
 
     async def _command(self, name: str, *args: str, prefix: str = "") -> Any:
-        command = aioimaplib.Command(name, self._protocol.new_tag(), *args, prefix=prefix)
+        try:
+            command = aioimaplib.Command(name, self._protocol.new_tag(), *args, prefix=prefix)
+        except ValueError as exc:  # CR, LF or NUL in an argument (a mailbox name from config)
+            raise ProtocolError(f"IMAP {name}: {exc}", phase=PHASE) from exc
         self.commands += 1
         response = await self._call(name, self._protocol.execute(command))
         self._check_bye(response.lines)
@@ -163,12 +200,16 @@ class ImapSession:
             ) from exc
         except socket.gaierror as exc:
             raise ResolveError(f"cannot resolve {ep.host}: {exc.strerror}", phase=PHASE) from exc
-        except ssl.SSLError as exc:
-            raise TLSError(f"IMAP TLS with {ep.host}:{ep.port}: {exc}", phase=PHASE) from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(
+                f"IMAP TLS with {ep.host}:{ep.port}: {describe_tls_error(exc)}", phase=PHASE
+            ) from exc
         except OSError as exc:
             raise ConnectError(
                 f"cannot connect to {ep.host}:{ep.port}: {exc}", phase=PHASE
             ) from exc
+        except ValueError as exc:  # a host name no resolver takes (NUL byte, bad IDNA)
+            raise ResolveError(f"cannot resolve {ep.host!r}: {exc}", phase=PHASE) from exc
         await self._call("greeting", self._protocol.wait("NONAUTH|AUTH"))
         if ep.security == "starttls":
             await self._starttls()
@@ -204,7 +245,9 @@ class ImapSession:
         except TimeoutError as exc:
             raise ProbeTimeout("IMAP TLS handshake timed out", phase=PHASE) from exc
         except (ssl.SSLError, ssl.CertificateError, ConnectionError) as exc:
-            raise TLSError(f"IMAP STARTTLS handshake: {exc}", phase=PHASE) from exc
+            raise TLSError(
+                f"IMAP STARTTLS handshake: {describe_tls_error(exc)}", phase=PHASE
+            ) from exc
         if new_transport is None:
             raise TLSError("STARTTLS upgrade returned no transport", phase=PHASE)
         self._transport = new_transport
@@ -227,9 +270,9 @@ class ImapSession:
             raise ProtocolError(f"cannot select {self.endpoint.mailbox}", phase=PHASE)
         blob = b" ".join(line for line in response.lines if isinstance(line, bytes))
         if m := _UIDVALIDITY.search(blob):
-            self.uidvalidity = int(m.group(1))
+            self.uidvalidity = parse_number(m.group(1), "UIDVALIDITY")
         if m := _UIDNEXT.search(blob):
-            self.uidnext = int(m.group(1))
+            self.uidnext = parse_number(m.group(1), "UIDNEXT")
 
     def close(self) -> None:
         """Drop the connection at once (never reused after a timeout)."""
@@ -262,7 +305,7 @@ class ImapSession:
             words = line.split()
             if words and words[0] == b"SEARCH":
                 words = words[1:]
-            uids.extend(int(w) for w in words if w.isdigit())
+            uids.extend(parse_number(w, "UID") for w in words if w.isdigit())
         # `n:*` always matches the highest UID even when it is below n.
         return sorted(u for u in uids if u >= first_uid)
 
@@ -279,27 +322,36 @@ class ImapSession:
             elif isinstance(line, bytearray) and not literal:
                 literal = bytes(line)
         m_uid = _FETCH_UID.search(meta)
-        if not literal or (m_uid and int(m_uid.group(1)) != uid):
+        if not literal or (m_uid and parse_number(m_uid.group(1), "UID") != uid):
             return None
         m_date = _INTERNALDATE.search(meta)
-        internaldate = parse_internaldate(m_date.group(1).decode()) if m_date else None
+        internaldate = (
+            parse_internaldate(m_date.group(1).decode("ascii", "replace")) if m_date else None
+        )
         return internaldate, literal
 
-    async def remove(self, uid: int, move_to: str | None) -> bool:
-        """Delete (or move) one message by UID; False when the server offers no safe way."""
+    async def remove(self, uid: int, move_to: str | None) -> Removal:
+        """Delete (or move) one message by UID.
+
+        "unsupported" when the server offers no safe way, "refused" when it said NO or BAD.
+        """
         caps = self.capabilities
         if move_to:
             if "MOVE" not in caps:
-                return False
-            await self._command("MOVE", str(uid), _quote(move_to), prefix="UID")
-            return True
+                return "unsupported"
+            moved = await self._command("MOVE", str(uid), quoted(move_to), prefix="UID")
+            return "removed" if moved.result == "OK" else "refused"
         # Plain EXPUNGE would also remove other messages flagged \Deleted by their owner:
         # only UID EXPUNGE (UIDPLUS) removes exactly ours.
         if "UIDPLUS" not in caps:
-            return False
-        await self._command("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)", prefix="UID")
-        await self._command("EXPUNGE", str(uid), prefix="UID")
-        return True
+            return "unsupported"
+        stored = await self._command(
+            "STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)", prefix="UID"
+        )
+        if stored.result != "OK":
+            return "refused"
+        expunged = await self._command("EXPUNGE", str(uid), prefix="UID")
+        return "removed" if expunged.result == "OK" else "refused"
 
     async def idle(self, timeout: float, wake: asyncio.Event) -> bool:
         """IDLE until the server reports new mail, `wake` is set or `timeout` passes.
@@ -311,9 +363,13 @@ class ImapSession:
         protocol = self._protocol
         self.commands += 1
         idle_task = asyncio.ensure_future(protocol.idle())
+        started = asyncio.ensure_future(protocol.wait_for_idle_response())
         try:
-            await self._call("IDLE", protocol.wait_for_idle_response())
-            if not protocol.has_pending_idle_command():
+            # A server that answers IDLE with NO completes the command instead of continuing.
+            await self._call(
+                "IDLE", asyncio.wait({started, idle_task}, return_when="FIRST_COMPLETED")
+            )
+            if not started.done() or not protocol.has_pending_idle_command():
                 raise ProtocolError("server refused IDLE", phase=PHASE)
             got_new = await self._idle_wait(timeout, wake)
             protocol.idle_done()
@@ -321,6 +377,7 @@ class ImapSession:
             self._check_bye(idle_task.result().lines)
             return got_new
         finally:
+            started.cancel()
             if not idle_task.done():
                 idle_task.cancel()
 
@@ -341,7 +398,7 @@ class ImapSession:
                 if pushed not in done:
                     pushed.cancel()
                     if lost in done:
-                        raise SessionLost("IMAP session closed by server during IDLE", phase=PHASE)
+                        raise self._gone("IDLE")
                     return False
                 lines = pushed.result()
                 if not isinstance(lines, list):
@@ -352,7 +409,3 @@ class ImapSession:
         finally:
             waker.cancel()
             lost.cancel()
-
-
-def _quote(mailbox: str) -> str:
-    return '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,7 +1,12 @@
 """Build and verify signed probe messages.
 
-A probe carries its id, route and send time in headers, and an HMAC-SHA256 over them keyed with the
-agent's secret. Only a message whose signature verifies is ever counted, moved or deleted.
+A probe carries its id, route, send time and the sending agent's instance identity in headers,
+and an HMAC-SHA256 over them keyed with the agent's secret. Only a message whose signature
+verifies is ever counted, moved or deleted.
+
+Signatures: `v2=` covers id, send time, route and `X-Mailprobe-Agent`. Probes from before the
+agent identity (`v1=`, no agent header) still verify; their stamp has `agent=None`, and watchers
+treat them as their own, so probes in flight across an upgrade are still matched.
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ HEADER_ID = "X-Mailprobe-Id"
 HEADER_ROUTE = "X-Mailprobe-Route"
 HEADER_SENT = "X-Mailprobe-Sent"
 HEADER_SIGNATURE = "X-Mailprobe-Signature"
-SIGNED_HEADERS = (HEADER_ID, HEADER_ROUTE, HEADER_SENT, HEADER_SIGNATURE)
+HEADER_AGENT = "X-Mailprobe-Agent"
+#: Every header the agent sets on a probe (extra_headers may not name them).
+SIGNED_HEADERS = (HEADER_ID, HEADER_ROUTE, HEADER_SENT, HEADER_SIGNATURE, HEADER_AGENT)
+_REQUIRED = (HEADER_ID, HEADER_ROUTE, HEADER_SENT, HEADER_SIGNATURE)
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _ROUTE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+AGENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SENT = re.compile(r"\d{1,12}\.\d{6}")
-_SIG = re.compile(r"v1=([0-9a-f]{64})")
+_SIG = re.compile(r"v[12]=([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,7 @@ class ProbeStamp:
     probe_id: str
     route: str
     sent_at: float
+    agent: str | None = None  # the sending agent's instance identity; None for a v1 probe
 
 
 def new_probe_id() -> str:
@@ -48,10 +58,13 @@ def _format_sent(sent_at: float) -> str:
     return f"{sent_at:.6f}"
 
 
-def sign(secret: bytes, probe_id: str, route: str, sent: str) -> str:
-    """The signature header value for these fields."""
-    payload = f"v1\n{probe_id}\n{sent}\n{route}".encode()
-    return "v1=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
+def sign(secret: bytes, probe_id: str, route: str, sent: str, agent: str | None = None) -> str:
+    """The signature header value for these fields (v2 with an agent identity, else v1)."""
+    if agent is None:
+        payload = f"v1\n{probe_id}\n{sent}\n{route}".encode()
+        return "v1=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
+    payload = f"v2\n{probe_id}\n{sent}\n{route}\n{agent}".encode()
+    return "v2=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
 def build_probe(
@@ -63,10 +76,17 @@ def build_probe(
     sent_at: float,
     probe_id: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    agent: str | None = None,
 ) -> tuple[ProbeStamp, bytes]:
-    """Return the stamp and the wire bytes (CRLF line ends) of a new signed probe message."""
+    """Return the stamp and the wire bytes (CRLF line ends) of a new signed probe message.
+
+    `agent` is the sending agent's instance identity (agent/identity.py); without it the probe
+    is a v1 probe that every watcher with the secret takes as its own.
+    """
     if not _ROUTE.fullmatch(route):
         raise ValueError(f"route name {route!r} is not a probe-safe token")
+    if agent is not None and not AGENT_ID.fullmatch(agent):
+        raise ValueError(f"agent identity {agent!r} is not a probe-safe token")
     pid = probe_id or new_probe_id()
     if not _ID.fullmatch(pid):
         raise ValueError("probe id must be 32 lowercase hex digits")
@@ -81,7 +101,9 @@ def build_probe(
     msg[HEADER_ID] = pid
     msg[HEADER_ROUTE] = route
     msg[HEADER_SENT] = sent
-    msg[HEADER_SIGNATURE] = sign(secret, pid, route, sent)
+    if agent is not None:
+        msg[HEADER_AGENT] = agent
+    msg[HEADER_SIGNATURE] = sign(secret, pid, route, sent, agent)
     for name, value in (extra_headers or {}).items():
         msg[name] = value
     msg["Auto-Submitted"] = "auto-generated"
@@ -90,7 +112,7 @@ def build_probe(
         f"Route: {route}\nProbe: {pid}\nSent: {when.isoformat()}\n"
         "It is removed automatically once measured; it needs no action.\n"
     )
-    return ProbeStamp(pid, route, float(sent)), msg.as_bytes(policy=SMTP)
+    return ProbeStamp(pid, route, float(sent), agent), msg.as_bytes(policy=SMTP)
 
 
 def verify_probe(raw: bytes, secret: bytes) -> ProbeStamp | None:
@@ -105,17 +127,24 @@ def verify_probe(raw: bytes, secret: bytes) -> ProbeStamp | None:
 def verify_headers(headers: Message, secret: bytes) -> ProbeStamp | None:
     """Verify an already parsed header block."""
     values: dict[str, str] = {}
-    for name in SIGNED_HEADERS:
+    for name in _REQUIRED:
         found = headers.get_all(name)
         # A probe has each header exactly once; duplicates are a forgery attempt.
         if not found or len(found) != 1:
             return None
         values[name] = str(found[0]).strip()
-    pid, route, sent, sig = (values[h] for h in SIGNED_HEADERS)
+    pid, route, sent, sig = (values[h] for h in _REQUIRED)
+    agents = headers.get_all(HEADER_AGENT) or []
+    if len(agents) > 1:
+        return None
+    agent = str(agents[0]).strip() if agents else None
     if not (_ID.fullmatch(pid) and _ROUTE.fullmatch(route) and _SENT.fullmatch(sent)):
         return None
-    if not _SIG.fullmatch(sig):
+    if agent is not None and not AGENT_ID.fullmatch(agent):
         return None
-    if not hmac.compare_digest(sig, sign(secret, pid, route, sent)):
+    # The version must match the headers: a v1 signature never vouches for an agent header.
+    if not _SIG.fullmatch(sig) or sig.startswith("v2=") != (agent is not None):
         return None
-    return ProbeStamp(pid, route, float(sent))
+    if not hmac.compare_digest(sig, sign(secret, pid, route, sent, agent)):
+        return None
+    return ProbeStamp(pid, route, float(sent), agent)

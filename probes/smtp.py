@@ -29,7 +29,7 @@ from mailprobe.probes.errors import (
     ResolveError,
     TLSError,
 )
-from mailprobe.probes.tls import not_after
+from mailprobe.probes.tls import describe_tls_error, not_after, tls_cause
 
 Security = Literal["starttls", "tls", "plain"]
 T = TypeVar("T")
@@ -116,8 +116,10 @@ def _map_error(exc: BaseException, phase: str) -> ProbeError:
         return exc
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return ProbeTimeout(f"{phase}: {text}", phase=phase)
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return TLSError(f"{phase}: {text}", phase="smtp_tls")
+    if tls_cause(exc) is not None:
+        # aiosmtplib wraps a failed handshake (expired, wrong host, unknown CA) in
+        # SMTPConnectError: the cause decides the reason, not the wrapper.
+        return TLSError(f"{phase}: TLS: {describe_tls_error(exc)}", phase="smtp_tls")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return AuthError(f"{phase}: {text}", phase="smtp_auth", reply_code=code)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
@@ -159,6 +161,25 @@ async def _phase(
     return result
 
 
+async def _starttls(
+    client: aiosmtplib.SMTP, endpoint: SmtpEndpoint, phases: dict[str, float]
+) -> None:
+    """STARTTLS; a refusal (454) or a connection that does not speak TLS after 220 is `tls`."""
+    try:
+        await _phase(
+            "smtp_tls",
+            endpoint.timeout,
+            phases,
+            lambda: client.starttls(tls_context=endpoint.tls_context),
+        )
+    except (ProbeTimeout, TLSError):
+        raise
+    except ProbeError as exc:
+        raise TLSError(
+            f"STARTTLS failed: {exc}", phase="smtp_tls", reply_code=exc.reply_code
+        ) from exc
+
+
 async def submit(
     endpoint: SmtpEndpoint,
     sender: str,
@@ -198,12 +219,7 @@ async def submit(
         if endpoint.security == "starttls":
             if not client.supports_extension("starttls"):
                 raise TLSError("server does not offer STARTTLS", phase="smtp_tls")
-            await _phase(
-                "smtp_tls",
-                timeout,
-                phases,
-                lambda: client.starttls(tls_context=endpoint.tls_context),
-            )
+            await _starttls(client, endpoint, phases)
         ssl_obj = client.get_transport_info("ssl_object")
         expiry = not_after(ssl_obj) if endpoint.security != "plain" else None
         if endpoint.username:

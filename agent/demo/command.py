@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mailprobe.agent import logs
 from mailprobe.agent.config import Config, load_config
 from mailprobe.agent.durations import parse_duration
 from mailprobe.agent.probe import Probe, Status
@@ -145,13 +146,14 @@ async def _outage(service: Any, outage: Outage) -> None:
 
 
 @contextlib.contextmanager
-def _log_to(path: Path, level: int) -> Iterator[None]:
+def _log_to(path: Path, level: int, config: Config) -> Iterator[None]:
     root = logging.getLogger()
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
+    # Library chatter (aiosmtpd per connection, aioimaplib per untagged line) stays out.
+    logs.install(logging.getLevelName(level), config, [handler])
     try:
         yield
     finally:
@@ -180,7 +182,7 @@ async def run_demo(
             if print_config:
                 print(path.read_text())
             config = load_config(path)
-            with _log_to(workdir / "mailprobe.log", logging.INFO):
+            with _log_to(workdir / "mailprobe.log", logging.INFO, config):
                 return await _run_agent(config, service, outages, duration, live, workdir)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from email import message_from_bytes
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailprobe.probes.message import (
+    HEADER_AGENT,
     HEADER_SENT,
     HEADER_SIGNATURE,
     build_probe,
@@ -81,3 +83,62 @@ def test_subject_is_readable() -> None:
                              sent_at=1_800_000_000.25)  # fmt: skip
     subject = message_from_bytes(raw)["Subject"]
     assert subject.startswith("mailprobe internal " + stamp.probe_id[:8])
+
+
+agents = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
+
+
+@given(route=routes, sent_at=times, agent=agents)
+def test_probe_carries_its_agent_identity_signed(route: str, sent_at: float, agent: str) -> None:
+    """A probe built with an agent identity verifies and names that agent."""
+    stamp, raw = build_probe(secret=b"k", route=route, sender="a@x", recipient="b@y",
+                             sent_at=sent_at, agent=agent)  # fmt: skip
+    assert message_from_bytes(raw)[HEADER_AGENT] == agent
+    got = verify_probe(raw, b"k")
+    assert got == stamp
+    assert got is not None
+    assert got.agent == agent
+
+
+def test_probe_without_identity_still_verifies_with_no_agent() -> None:
+    """A v1 probe (sent before agent identities) verifies; its stamp has agent None."""
+    stamp, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0)
+    assert HEADER_AGENT not in message_from_bytes(raw)
+    assert message_from_bytes(raw)[HEADER_SIGNATURE].strip().startswith("v1=")
+    got = verify_probe(raw, b"k")
+    assert got == stamp
+    assert got is not None
+    assert got.agent is None
+
+
+def test_changed_agent_header_is_rejected() -> None:
+    """The agent identity is signed: claiming another agent's probe breaks the signature."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a")  # fmt: skip
+    msg = message_from_bytes(raw)
+    msg.replace_header(HEADER_AGENT, "agent-b")
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_agent_header_added_to_a_v1_probe_is_rejected() -> None:
+    """A v1 signature never vouches for an agent header someone added afterwards."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0)
+    msg = message_from_bytes(raw)
+    msg[HEADER_AGENT] = "agent-b"
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_agent_header_removed_from_a_v2_probe_is_rejected() -> None:
+    """Dropping the agent header does not turn a v2 probe into an ownerless one."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a")  # fmt: skip
+    msg = message_from_bytes(raw)
+    del msg[HEADER_AGENT]
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_agent_identity_must_be_a_header_safe_token() -> None:
+    """An identity with spaces or line breaks is refused when building."""
+    with pytest.raises(ValueError, match="agent identity"):
+        build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                    agent="bad\r\nX-Injected: 1")  # fmt: skip

@@ -50,3 +50,14 @@ def test_timeouts_are_also_builtin_timeouts() -> None:
     mapped = _map_error(TimeoutError(), "smtp_connect")
     assert isinstance(mapped, ProbeTimeout)
     assert isinstance(mapped, TimeoutError)
+
+
+def test_wrapped_certificate_failure_is_tls() -> None:
+    """aiosmtplib wraps a failed handshake in SMTPConnectError: the cause makes it tls."""
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    cause.verify_message = "certificate has expired"
+    wrapped = aiosmtplib.SMTPConnectError("Error connecting to x on port 465")
+    wrapped.__cause__ = cause  # what `raise ... from cause` inside aiosmtplib leaves
+    mapped = _map_error(wrapped, "smtp_tls")
+    assert (mapped.phase, mapped.reason) == ("smtp_tls", "tls")
+    assert "certificate has expired" in str(mapped)
