@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from mailprobe.agent import __version__
 from mailprobe.agent.bookkeeping import TICK_INTERVAL, Bookkeeping
 from mailprobe.agent.clock import Clock, SystemClock
-from mailprobe.agent.config import Account, Config, Endpoint, ImapEndpointConfig, Route
+from mailprobe.agent.config import Account, Config, ImapEndpointConfig, Route, SmtpEndpointConfig
 from mailprobe.agent.delays import DelaySplitter
 from mailprobe.agent.http import MetricsServer
 from mailprobe.agent.inflight import InFlight, Pending, Sighting
@@ -42,7 +42,7 @@ ResultSink = Callable[[ProbeResult], None]
 SWEEP_INTERVAL = 1.0
 
 
-def smtp_endpoint(ep: Endpoint) -> SmtpEndpoint:
+def smtp_endpoint(ep: SmtpEndpointConfig) -> SmtpEndpoint:
     """Config -> protocol-layer SMTP endpoint."""
     return SmtpEndpoint(
         host=ep.host,
@@ -53,6 +53,7 @@ def smtp_endpoint(ep: Endpoint) -> SmtpEndpoint:
         tls_context=client_context(ep.ca_file, verify=ep.verify),
         timeout=ep.timeout,
         source_address=ep.source_address,
+        helo_name=ep.helo_name,
     )
 
 
