@@ -24,7 +24,7 @@ def base(tmp_path: Path) -> dict[str, Any]:
                 "password_file": str(tmp_path / "pw")}  # fmt: skip
     return {
         "agent": {"listen": "127.0.0.1:9478", "state_dir": str(tmp_path / "state"),
-                  "secret_file": str(tmp_path / "secret")},  # fmt: skip
+                  "secret_file": str(tmp_path / "secret")},
         "accounts": {
             "probe": {
                 "address": "probe@example.com",
