@@ -1,6 +1,7 @@
 """The `mailprobe` command line: check-config, probe-once, run, demo, report.
 
-Exit codes: 0 ok; 1 overdue (probe-once) ; 2 failed probe or unusable config (no traceback).
+Exit codes: 0 ok; 1 overdue (probe-once); 2 failed probe, unusable config or arguments, or a
+start-up failure (one line on stderr naming the problem, no traceback).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mailprobe.agent import __version__
-from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.config import Config
 from mailprobe.agent.daemon import Agent
+from mailprobe.agent.durations import MAX_DURATION, parse_duration
+from mailprobe.agent.probe_once import exit_code, nagios_line, probe_once, result_json, thresholds
 from mailprobe.agent.report_command import add_report_arguments, main_report
-from mailprobe.agent.results import ProbeResult, Status
+from mailprobe.agent.startup import StartupError, config_or_exit, fail, start_agent
 
-EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
-NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
+EXIT_OK, EXIT_FAIL = 0, 2
 
 
 def _setup_logging(level: str) -> None:
@@ -32,104 +36,43 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _load(path: Path) -> Config:
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, like every other start-up problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_FAIL, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    """--timeout: seconds (`3`, `2.5`) or a duration (`90s`, `2m`), finite and positive."""
     try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"mailprobe: config {path} is not usable:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        raise SystemExit(EXIT_FAIL) from None
-
-
-def result_json(result: ProbeResult) -> dict[str, object]:
-    """The JSON shape of a probe result (probe-once --json)."""
-    status = "ok" if result.status is Status.OK else result.status.value
-    if result.status is Status.LATE:
-        status = "overdue"
-    return {
-        "route": result.route,
-        "probe_id": result.probe_id,
-        "status": status,
-        "delay_seconds": result.delay_seconds,
-        "sent_at": result.sent_at,
-        "accepted_at": result.accepted_at,
-        "arrived_at": result.arrived_at,
-        "reason": result.reason,
-        "phase": result.phase,
-        "reply_code": result.reply_code,
-        "phases": dict(result.phases),
-        "send_delay_seconds": result.send_delay_seconds,
-        "receive_delay_seconds": result.receive_delay_seconds,
-    }
-
-
-def nagios_line(result: ProbeResult, warn: float, crit: float) -> str:
-    """A Nagios/Icinga plugin line with perfdata."""
-    state = NAGIOS_STATE.get(result.status, "CRITICAL")
-    if result.status in (Status.OK, Status.LATE):
-        text = f"route {result.route} delivered in {result.delay_seconds:.3f}s"
-    elif result.status is Status.OVERDUE:
-        text = f"route {result.route} probe not delivered yet (overdue)"
-    else:
-        text = f"route {result.route} failed in {result.phase}: {result.reason}"
-        if result.reply_code:
-            text += f" (reply {result.reply_code})"
-    perf = []
-    if result.delay_seconds is not None:
-        perf.append(f"delay={result.delay_seconds:.6f}s;{warn:g};{crit:g};0")
-    perf += [f"{name}={sec:.6f}s;;;0" for name, sec in result.phases.items()]
-    return f"MAILPROBE {state} - {text}" + (" | " + " ".join(perf) if perf else "")
-
-
-def exit_code(result: ProbeResult) -> int:
-    """0 ok, 1 overdue (or arrived late), 2 failed or lost."""
-    if result.status is Status.OK:
-        return EXIT_OK
-    if result.status in (Status.OVERDUE, Status.LATE):
-        return EXIT_WARN
-    return EXIT_FAIL
-
-
-async def _probe_once(config: Config, route_name: str, timeout: float | None) -> ProbeResult:
-    route = config.route(route_name)
-    agent = Agent(config, serve_http=False)
-    wait = timeout if timeout is not None else route.overdue_after
-    watcher_task = asyncio.ensure_future(agent.run_watchers([route.to]))
-    try:
-        if not await agent.wait_watchers_up([route.to], config.accounts[route.to].imap.timeout):  # type: ignore[union-attr]
-            error = agent.last_watch_error(route.to)
-            return ProbeResult(
-                "-" * 32,
-                route.name,
-                Status.FAILED,
-                agent.clock.time(),
-                phase="imap",
-                reason=error.reason if error else "timeout",
-            )
-        return await agent.round_trip(route, wait)
-    finally:
-        watcher_task.cancel()
-        await asyncio.gather(watcher_task, return_exceptions=True)
-        await agent.close_watchers()
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds, more than 0, at most a year")
+    return value
 
 
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
-    config = _load(args.config)
+    started = time.monotonic()  # --timeout counts from here
+    config = config_or_exit(args.config)
     _setup_logging("warning" if not args.verbose else "debug")
     try:
-        config.route(args.route)
+        route = config.route(args.route)
     except KeyError:
         names = ", ".join(r.name for r in config.routes)
-        print(f"mailprobe: --route {args.route!r}: no such route (have: {names})", file=sys.stderr)
-        return EXIT_FAIL
-    result = asyncio.run(_probe_once(config, args.route, args.timeout))
+        fail(f"--route {args.route!r}: no such route (have: {names})")
+    result = asyncio.run(probe_once(config, args.route, args.timeout, since=started))
     if args.json:
         print(json.dumps(result_json(result), indent=2))
     else:
-        route = config.route(args.route)
-        print(nagios_line(result, warn=60.0, crit=route.overdue_after))
+        warn, crit = thresholds(config, route)
+        print(nagios_line(result, warn=warn, crit=crit))
     return exit_code(result)
 
 
@@ -139,7 +82,7 @@ async def _run(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
     try:
-        await agent.run()
+        await (await start_agent(agent))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -147,19 +90,18 @@ async def _run(config: Config) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    config = _load(args.config)
+    config = config_or_exit(args.config)
     _setup_logging(config.agent.log_level)
     try:
         asyncio.run(_run(config))
-    except OSError as exc:
-        print(f"mailprobe: cannot start: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    except StartupError as exc:
+        fail(f"cannot start: {exc}")
     return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file; print a summary."""
-    config = _load(args.file)
+    config = config_or_exit(args.file)
     print(
         f"{args.file}: ok ({len(config.accounts)} account(s), {len(config.routes)} route(s): "
         + ", ".join(f"{r.name} {r.from_}->{r.to} every {r.interval:g}s" for r in config.routes)
@@ -189,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mailprobe",
         description="Probe a mail service end to end and check its written service guarantee.",
     )
@@ -204,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--route", required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--timeout", type=float, help="seconds to wait (default: overdue_after)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="bound on the whole run: connect, send, wait, log out (default: the IMAP "
+                        "timeout to connect, then overdue_after for delivery)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_probe_once)
 

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
-from mailprobe.agent.config import ConfigError, load_config
-from mailprobe.agent.report import build_report, render
+from mailprobe.agent.config import Config
+from mailprobe.agent.report import Report, build_report, render
 from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.startup import config_or_exit
 from mailprobe.agent.windows import month_of, parse_month, shift_month
 
 FORMATS = ("text", "json", "markdown", "html")
@@ -47,38 +48,15 @@ def _fail(message: str) -> int:
 
 def main_report(args: argparse.Namespace) -> int:
     """Build and write the report; 2 with a one-line reason when it cannot be made."""
-    try:
-        config = load_config(args.config, check_secrets=False)
-    except ConfigError as exc:
-        print(f"mailprobe: config {args.config} is not usable:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAIL
-    month = args.month or default_month(config.sla, time.time())
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        return _fail(f"--month: {exc}")
-    path = ledger_path(config)
-    try:
-        ledger = open_ledger_readonly(path)
-    except FileNotFoundError:
-        return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
-    try:
-        report = build_report(
-            ledger,
-            config.sla,
-            month,
-            windows=config.maintenance,
-            routes=[r.name for r in config.routes],
-            route=args.route,
-        )
-    except ValueError as exc:
-        return _fail(str(exc))
-    except sqlite3.Error as exc:
-        return _fail(f"cannot read the ledger {path}: {exc}")
-    finally:
-        ledger.close()
+    config = config_or_exit(args.config, check_secrets=False)
+    if args.month is not None:
+        try:
+            parse_month(args.month)
+        except ValueError as exc:
+            return _fail(f"--month: {exc}")
+    report = _build(args, config)
+    if isinstance(report, int):
+        return report
     if args.format == "html":
         # matplotlib is only imported when a chart is drawn.
         from mailprobe.agent.report_html import render_html
@@ -94,3 +72,30 @@ def main_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"--output: cannot write {args.output}: {exc.strerror}")
     return EXIT_OK
+
+
+def _build(args: argparse.Namespace, config: Config) -> Report | int:
+    """The report from the ledger, or the exit code after saying why there is none."""
+    path = ledger_path(config)
+    try:
+        ledger = open_ledger_readonly(path)
+    except FileNotFoundError:
+        return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"cannot open the ledger {path}: {exc}")
+    try:
+        month = args.month or default_month(config.sla, time.time())
+        return build_report(
+            ledger,
+            config.sla,
+            month,
+            windows=config.maintenance,
+            routes=[r.name for r in config.routes],
+            route=args.route,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the ledger {path}: {exc}")
+    finally:
+        ledger.close()
