@@ -15,10 +15,11 @@ from pathlib import Path
 
 from mailprobe.agent.bookkeeping import ledger_path, open_ledger_readonly
 from mailprobe.agent.config import Config
+from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.report import Report, build_report, render
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.startup import config_or_exit
-from mailprobe.agent.windows import month_of, parse_month, shift_month
+from mailprobe.agent.windows import month_bounds, month_of, parse_month, shift_month
 
 FORMATS = ("text", "json", "markdown", "html")
 EXIT_OK, EXIT_FAIL = 0, 2
@@ -29,7 +30,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument(
         "--month",
-        help="YYYY-MM (default: the previous calendar month in the contract time zone)",
+        help="YYYY-MM (default: the previous calendar month in the contract time zone, or the "
+        "current one when the previous has no probes)",
     )
     parser.add_argument("--route", help="report one route only (default: account and routes)")
     parser.add_argument("--format", choices=FORMATS, default="text")
@@ -39,6 +41,19 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def default_month(sla: SlaConfig, now: float) -> str:
     """The previous calendar month in the contract time zone."""
     return shift_month(month_of(now, sla.timezone), -1)
+
+
+def chosen_month(ledger: Ledger, sla: SlaConfig, now: float, route: str | None) -> tuple[str, str]:
+    """The month to report without --month, and why: the previous calendar month, or the
+    current one when the previous has no probes of `route` (of any route when None), as after
+    a first run."""
+    previous = default_month(sla, now)
+    start, end = month_bounds(previous, sla.timezone)
+    if ledger.probes(start, end, route):
+        return previous, "the previous month"
+    scope = f"route {route}" if route else "any route"
+    current = month_of(now, sla.timezone)
+    return current, f"the current month so far: {previous} has no probes of {scope}"
 
 
 def _fail(message: str) -> int:
@@ -84,7 +99,10 @@ def _build(args: argparse.Namespace, config: Config) -> Report | int:
     except (OSError, sqlite3.Error) as exc:
         return _fail(f"cannot open the ledger {path}: {exc}")
     try:
-        month = args.month or default_month(config.sla, time.time())
+        month = args.month
+        if month is None:
+            month, why = chosen_month(ledger, config.sla, time.time(), args.route)
+            print(f"mailprobe: reporting {month} ({why}); choose with --month", file=sys.stderr)
         return build_report(
             ledger,
             config.sla,
