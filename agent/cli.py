@@ -163,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", default="5s", help="probe interval per route (default 5s)")
     p.add_argument("--listen", default="127.0.0.1:9478", help="HTTP address for /metrics")
     p.add_argument("--duration", help="stop by itself after this long")
-    p.add_argument("--print-config", action="store_true", help="show the config the demo uses")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config the demo would use and exit")  # fmt: skip
+    p.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="keep config, ledger and log in DIR (default: a temporary directory)")  # fmt: skip
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary directory on exit")  # fmt: skip
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="terminal view (default: when stdout is a terminal)")  # fmt: skip
     p.set_defaults(func=cmd_demo)

@@ -1,5 +1,5 @@
 """Clean failure at start-up (issue 11 item 8): the real `mailprobe` in a subprocess, for run,
-probe-once, report and check-config alike: exit 2, one line naming the problem on stderr,
+demo, probe-once, report and check-config alike: exit 2, one line naming the problem on stderr,
 no traceback."""
 
 from __future__ import annotations
@@ -134,6 +134,36 @@ def test_run_with_a_state_dir_that_cannot_be_made(valid: dict[str, object], tmp_
         mailprobe("run", "--config", str(write(tmp_path, valid))),
         f"agent.state_dir: {tmp_path / 'file' / 'state'}: Not a directory",
     )
+
+
+def test_demo_with_its_port_taken(taken_port: int) -> None:
+    """The demo's --listen in use: one line (it used to end in an ExceptionGroup traceback)."""
+    one_line_failure(
+        mailprobe("demo", "--listen", f"127.0.0.1:{taken_port}", "--no-live", "--duration", "5s"),
+        f"mailprobe demo: --listen 127.0.0.1:{taken_port}: cannot listen: address already in use",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--interval", "0s"], "--interval: '0s' is too short (at least 100ms)"),
+        (["--interval", "1" + "0" * 400 + "s"], "--interval: duration"),
+        (["--fail-rate", "-0.1"], "--fail-rate: -0.1 is not between 0 and 1"),
+        (["--fail-rate", "nan"], "--fail-rate: nan is not between 0 and 1"),
+        (["--delay-fraction", "2"], "--delay-fraction: 2 is not between 0 and 1"),
+        (["--outage", "sideways"], "--outage 'sideways': use [smtp|imap:]AFTER:FOR"),
+        (["--outage", "imap:10s"], "--outage 'imap:10s': use [smtp|imap:]AFTER:FOR"),
+        (["--outage", "imap:1s:0s"], "the outage must last longer than 0s"),
+        (["--duration", "0s"], "--duration: '0s' is too short"),
+        (["--delay", "5x"], "--delay: invalid duration '5x'"),
+        (["--listen", "nowhere"], "--listen: 'nowhere' is not HOST:PORT"),
+        (["--fail-rate", "lots"], "argument --fail-rate: invalid float value: 'lots'"),
+    ],
+)
+def test_bad_demo_arguments(args: list[str], needle: str) -> None:
+    """Bad demo options are refused before anything starts."""
+    one_line_failure(mailprobe("demo", "--no-live", *args), needle)
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "3x", "1e400"])
