@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -175,3 +176,15 @@ def test_thresholds_are_the_average_limit_and_overdue_after_in_order() -> None:
     assert thresholds(*cfg("1h", "1m")) == (60.0, 3600.0)
     assert thresholds(*cfg("30s", "1m")) == (30.0, 30.0)
     assert thresholds(*cfg("1h", "5m")) == (300.0, 3600.0)
+
+
+def test_timeout_counts_from_the_process_start() -> None:
+    """The --timeout clock starts with the process (interpreter start-up and imports count),
+    not when probe-once's own code begins."""
+    code = (
+        "import time; t = time.monotonic(); from mailprobe.agent.cli import _process_start; "
+        "print(t - _process_start())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60).stdout  # fmt: skip
+    assert 0 < float(out) < 10
