@@ -1,6 +1,7 @@
 """The `mailprobe` command line: check-config, probe-once, run, demo, report.
 
-Exit codes: 0 ok; 1 overdue (probe-once) ; 2 failed probe or unusable config (no traceback).
+Exit codes: 0 ok; 1 overdue (probe-once); 2 failed probe, unusable config or arguments, or a
+start-up failure (one line on stderr naming the problem, no traceback).
 """
 
 from __future__ import annotations
@@ -8,40 +9,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
-import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mailprobe.agent import __version__, logs
-from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.config import Config
+from mailprobe.agent.durations import MAX_DURATION, parse_duration
 from mailprobe.agent.identity import IdentityError
 from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
-from mailprobe.agent.probe import Probe, Status
-from mailprobe.agent.probe_once import probe_once
+from mailprobe.agent.probe_once import exit_code, nagios_line, probe_once, result_json, thresholds
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
+from mailprobe.agent.startup import StartupError, config_or_exit, describe, fail, start_agent
 from mailprobe.agent.webconfig import WebConfig, WebConfigError, load_web_config
 
-EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
-NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
+EXIT_OK, EXIT_FAIL = 0, 2
+_MAX_STARTUP = 10.0  # seconds: a start-up that seems longer is not this command's own
 
 
-def _setup_logging(level: str, fmt: LogFormat, config: Config | None = None) -> None:
+def _setup_logging(level: str, fmt: LogFormat = "text", config: Config | None = None) -> None:
     setup_logging(level, fmt)
     logs.install(level, config)  # quiet libraries, rate limit repeats, scrub secrets
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"mailprobe: config {path} is not usable:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        raise SystemExit(EXIT_FAIL) from None
 
 
 def _load_web(path: Path) -> WebConfig:
@@ -53,72 +47,57 @@ def _load_web(path: Path) -> WebConfig:
         raise SystemExit(EXIT_FAIL) from None
 
 
-def result_json(result: Probe) -> dict[str, object]:
-    """The JSON shape of a probe result (probe-once --json)."""
-    status = "ok" if result.status is Status.OK else result.status.value
-    if result.status is Status.LATE:
-        status = "overdue"
-    return {
-        "route": result.route,
-        "probe_id": result.probe_id,
-        "status": status,
-        "delay_seconds": result.delay_seconds,
-        "sent_at": result.sent_at,
-        "accepted_at": result.accepted_at,
-        "arrived_at": result.arrived_at,
-        "reason": result.reason,
-        "phase": result.phase,
-        "reply_code": result.reply_code,
-        "phases": dict(result.phases),
-        "send_delay_seconds": result.send_delay_seconds,
-        "receive_delay_seconds": result.receive_delay_seconds,
-    }
+def _process_start() -> float:
+    """This process's start on the time.monotonic() clock, so probe-once --timeout includes the
+    interpreter's start-up and imports (about 0.4 s); now, where /proc does not tell."""
+    now = time.monotonic()
+    try:
+        stat = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        ticks = int(stat[19])  # field 22, starttime: clock ticks after boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    # An exec from a long-lived process keeps that process's start: then count from now.
+    return now - age if 0 <= age <= _MAX_STARTUP else now
 
 
-def nagios_line(result: Probe, warn: float, crit: float) -> str:
-    """A Nagios/Icinga plugin line with perfdata."""
-    state = NAGIOS_STATE.get(result.status, "CRITICAL")
-    if result.status in (Status.OK, Status.LATE):
-        text = f"route {result.route} delivered in {result.delay_seconds:.3f}s"
-    elif result.status is Status.OVERDUE:
-        text = f"route {result.route} probe not delivered yet (overdue)"
-    else:
-        text = f"route {result.route} failed in {result.phase}: {result.reason}"
-        if result.reply_code:
-            text += f" (reply {result.reply_code})"
-    perf = []
-    if result.delay_seconds is not None:
-        perf.append(f"delay={result.delay_seconds:.6f}s;{warn:g};{crit:g};0")
-    perf += [f"{name}={sec:.6f}s;;;0" for name, sec in result.phases.items()]
-    return f"MAILPROBE {state} - {text}" + (" | " + " ".join(perf) if perf else "")
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, like every other start-up problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_FAIL, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def exit_code(result: Probe) -> int:
-    """0 ok, 1 overdue (or arrived late), 2 failed or lost."""
-    if result.status is Status.OK:
-        return EXIT_OK
-    if result.status in (Status.OVERDUE, Status.LATE):
-        return EXIT_WARN
-    return EXIT_FAIL
+def _seconds(text: str) -> float:
+    """--timeout: seconds (`3`, `2.5`) or a duration (`90s`, `2m`), finite and positive."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds, more than 0, at most a year")
+    return value
 
 
 def cmd_probe_once(args: argparse.Namespace) -> int:
     """One full round trip; print the outcome; exit 0/1/2."""
-    config = _load(args.config)
+    started = _process_start()  # --timeout counts from here
+    config = config_or_exit(args.config)
     _setup_logging("warning" if not args.verbose else "debug", "text", config)
     try:
-        config.route(args.route)
+        route = config.route(args.route)
     except KeyError:
         names = ", ".join(r.name for r in config.routes)
-        print(f"mailprobe: --route {args.route!r}: no such route (have: {names})", file=sys.stderr)
-        return EXIT_FAIL
-    route = config.route(args.route)
-    timeout = args.timeout if args.timeout is not None else route.overdue_after
-    result = asyncio.run(probe_once(config, args.route, timeout))
+        fail(f"--route {args.route!r}: no such route (have: {names})")
+    result = asyncio.run(probe_once(config, args.route, args.timeout, since=started))
     if args.json:
         print(json.dumps(result_json(result), indent=2))
     else:
-        print(nagios_line(result, warn=60.0, crit=route.overdue_after))
+        warn, crit = thresholds(config, route)
+        print(nagios_line(result, warn=warn, crit=crit))
     return exit_code(result)
 
 
@@ -144,7 +123,7 @@ async def _run(config: Config, web: WebConfig | None) -> None:
         asyncio.ensure_future(keep_alive(systemd, watchdog_interval())),
     ]
     try:
-        await agent.run()
+        await (await start_agent(agent))
     finally:
         stop()  # also when run() ended by an error: systemd must not wait for a ready agent
         for task in helpers:
@@ -163,22 +142,25 @@ async def _announce_ready(agent: Agent, systemd: Notifier) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    config = _load(args.config)
+    config = config_or_exit(args.config)
     web_path = args.web_config_file or config.agent.web_config_file
     web = _load_web(web_path) if web_path is not None else None
     log_format: LogFormat = args.log_format or config.agent.log_format
     _setup_logging(config.agent.log_level, log_format, config)
     try:
         asyncio.run(_run(config, web))
-    except (OSError, IdentityError, sqlite3.DatabaseError) as exc:
-        print(f"mailprobe: cannot start: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    except StartupError as exc:
+        fail(f"cannot start: {exc}")
+    except IdentityError as exc:
+        fail(f"cannot start: {exc}")
+    except OSError as exc:  # the identity file in a state dir that cannot be made, say
+        fail(f"cannot start: {describe(exc, config) or exc}")
     return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file; print a summary."""
-    config = _load(args.file)
+    config = config_or_exit(args.file)
     if config.agent.web_config_file is not None:
         _load_web(config.agent.web_config_file)
     print(
@@ -210,7 +192,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mailprobe",
         description="Probe a mail service end to end and check its written service guarantee.",
     )
@@ -225,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--route", required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--timeout", type=float, help="seconds to wait (default: overdue_after)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="bound on the whole run: connect, send, wait, log out (default: the IMAP "
+                        "timeout to connect, then overdue_after for delivery)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_probe_once)
 
@@ -240,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", default="5s", help="probe interval per route (default 5s)")
     p.add_argument("--listen", default="127.0.0.1:9478", help="HTTP address for /metrics")
     p.add_argument("--duration", help="stop by itself after this long")
-    p.add_argument("--print-config", action="store_true", help="show the config the demo uses")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config the demo would use and exit")  # fmt: skip
+    p.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="keep config, ledger and log in DIR (default: a temporary directory)")  # fmt: skip
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary directory on exit")  # fmt: skip
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="terminal view (default: when stdout is a terminal)")  # fmt: skip
     p.set_defaults(func=cmd_demo)

@@ -11,7 +11,7 @@ import ssl
 from functools import lru_cache
 from pathlib import Path
 
-from mailprobe.agent.config import Endpoint, ImapEndpointConfig
+from mailprobe.agent.config import ImapEndpointConfig, SmtpEndpointConfig
 from mailprobe.probes.imap_session import ImapEndpoint
 from mailprobe.probes.smtp import SmtpEndpoint
 from mailprobe.probes.tls import client_context
@@ -23,7 +23,7 @@ def tls_context(ca_file: Path | None, verify: bool) -> ssl.SSLContext:
     return client_context(ca_file, verify=verify)
 
 
-def smtp_endpoint(ep: Endpoint) -> SmtpEndpoint:
+def smtp_endpoint(ep: SmtpEndpointConfig) -> SmtpEndpoint:
     """Config -> protocol-layer SMTP endpoint."""
     return SmtpEndpoint(
         host=ep.host,
@@ -34,6 +34,7 @@ def smtp_endpoint(ep: Endpoint) -> SmtpEndpoint:
         tls_context=tls_context(ep.ca_file, ep.verify),
         timeout=ep.timeout,
         source_address=ep.source_address,
+        helo_name=ep.helo_name,
     )
 
 

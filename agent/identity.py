@@ -25,11 +25,12 @@ class IdentityError(Exception):
 def load_or_create(state_dir: Path) -> str:
     """The identity stored in `state_dir`, created (atomically, exactly once) if there is none."""
     path = state_dir / FILE_NAME
+    # The state dir first, so a path that cannot be one is reported as itself.
+    state_dir.mkdir(parents=True, exist_ok=True)
     try:
         return _read(path)
     except FileNotFoundError:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
     tmp = state_dir / f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
     try:
         with tmp.open("x", encoding="ascii") as handle:

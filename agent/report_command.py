@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from mailprobe.agent.books import LEDGER_FILE
-from mailprobe.agent.config import ConfigError, load_config
+from mailprobe.agent.config import Config
 from mailprobe.agent.ledger import Ledger
-from mailprobe.agent.report import build_report
+from mailprobe.agent.report import Report, build_report
 from mailprobe.agent.report_render import render
 from mailprobe.agent.sla import SlaConfig
-from mailprobe.agent.windows import month_of, parse_month, shift_month
+from mailprobe.agent.startup import config_or_exit
+from mailprobe.agent.windows import month_bounds, month_of, parse_month, shift_month
 
 FORMATS = ("text", "json", "markdown", "html")
 EXIT_OK, EXIT_FAIL = 0, 2
@@ -30,7 +31,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument(
         "--month",
-        help="YYYY-MM (default: the previous calendar month in the contract time zone)",
+        help="YYYY-MM (default: the previous calendar month in the contract time zone, or the "
+        "current one when the previous has no probes)",
     )
     parser.add_argument("--route", help="report one route only (default: account and routes)")
     parser.add_argument("--format", choices=FORMATS, default="text")
@@ -42,6 +44,19 @@ def default_month(sla: SlaConfig, now: float) -> str:
     return shift_month(month_of(now, sla.timezone), -1)
 
 
+def chosen_month(ledger: Ledger, sla: SlaConfig, now: float, route: str | None) -> tuple[str, str]:
+    """The month to report without --month, and why: the previous calendar month, or the
+    current one when the previous has no probes of `route` (of any route when None), as after
+    a first run."""
+    previous = default_month(sla, now)
+    start, end = month_bounds(previous, sla.timezone)
+    if ledger.probes(start, end, route):
+        return previous, "the previous month"
+    scope = f"route {route}" if route else "any route"
+    current = month_of(now, sla.timezone)
+    return current, f"the current month so far: {previous} has no probes of {scope}"
+
+
 def _fail(message: str) -> int:
     print(f"mailprobe: {message}", file=sys.stderr)
     return EXIT_FAIL
@@ -49,38 +64,15 @@ def _fail(message: str) -> int:
 
 def main_report(args: argparse.Namespace) -> int:
     """Build and write the report; 2 with a one-line reason when it cannot be made."""
-    try:
-        config = load_config(args.config, check_secrets=False)
-    except ConfigError as exc:
-        print(f"mailprobe: config {args.config} is not usable:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAIL
-    month = args.month or default_month(config.sla, time.time())
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        return _fail(f"--month: {exc}")
-    path = config.agent.state_dir / LEDGER_FILE
-    try:
-        ledger = Ledger.open_readonly(path)
-    except FileNotFoundError:
-        return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
-    try:
-        report = build_report(
-            ledger,
-            config.sla,
-            month,
-            windows=config.maintenance,
-            routes=[r.name for r in config.routes],
-            route=args.route,
-        )
-    except ValueError as exc:
-        return _fail(str(exc))
-    except sqlite3.Error as exc:
-        return _fail(f"cannot read the ledger {path}: {exc}")
-    finally:
-        ledger.close()
+    config = config_or_exit(args.config, check_secrets=False)
+    if args.month is not None:
+        try:
+            parse_month(args.month)
+        except ValueError as exc:
+            return _fail(f"--month: {exc}")
+    report = _build(args, config)
+    if isinstance(report, int):
+        return report
     if args.format == "html":
         # matplotlib is only imported when a chart is drawn.
         from mailprobe.agent.report_html import render_html
@@ -96,3 +88,33 @@ def main_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"--output: cannot write {args.output}: {exc.strerror}")
     return EXIT_OK
+
+
+def _build(args: argparse.Namespace, config: Config) -> Report | int:
+    """The report from the ledger, or the exit code after saying why there is none."""
+    path = config.agent.state_dir / LEDGER_FILE
+    try:
+        ledger = Ledger.open_readonly(path)
+    except FileNotFoundError:
+        return _fail(f"no ledger at {path}: has `mailprobe run` run with this config's state_dir?")
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"cannot open the ledger {path}: {exc}")
+    try:
+        month = args.month
+        if month is None:
+            month, why = chosen_month(ledger, config.sla, time.time(), args.route)
+            print(f"mailprobe: reporting {month} ({why}); choose with --month", file=sys.stderr)
+        return build_report(
+            ledger,
+            config.sla,
+            month,
+            windows=config.maintenance,
+            routes=[r.name for r in config.routes],
+            route=args.route,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the ledger {path}: {exc}")
+    finally:
+        ledger.close()

@@ -16,6 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from mailprobe.agent.config_types import Count, Flag, Number, Text
 from mailprobe.agent.durations import Duration, positive
 from mailprobe.agent.windows import TimeZoneName
 
@@ -36,8 +37,8 @@ class Remedy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: RemedyKind = RemedyKind.DOUBLE_SERVICE_TIME
-    coefficient: float = Field(default=1.0, gt=0)
-    rate_percent_per_hour: float | None = Field(default=None, gt=0)
+    coefficient: Number = Field(default=1.0, gt=0)
+    rate_percent_per_hour: Number | None = Field(default=None, gt=0)
 
 
 class Remedies(BaseModel):
@@ -56,11 +57,11 @@ class Compensation(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    contract_total: float | None = Field(default=None, gt=0)
-    monthly_fee: float | None = Field(default=None, gt=0)
-    currency: str = ""
-    minimum_per_event: float = Field(default=1000.0, ge=0)
-    cap_percent: float = Field(default=15.0, gt=0, le=100)
+    contract_total: Number | None = Field(default=None, gt=0)
+    monthly_fee: Number | None = Field(default=None, gt=0)
+    currency: Annotated[Text, Field(max_length=16)] = ""
+    minimum_per_event: Number = Field(default=1000.0, ge=0)
+    cap_percent: Number = Field(default=15.0, gt=0, le=100)
 
 
 class SlaConfig(BaseModel):
@@ -69,20 +70,20 @@ class SlaConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     timezone: TimeZoneName = "UTC"
-    disconnection_minutes: float = Field(default=44.0, ge=0)
-    connectivity_percent: float = Field(default=99.9, gt=0, lt=100)
-    ratio_mode: bool = False
-    failure_minutes: float = Field(default=100.0, ge=0)
-    maintenance_minutes: float = Field(default=100.0, ge=0)
-    availability_percent: float = Field(default=99.99, gt=0, lt=100)
-    trouble_free_days: int = Field(default=360, ge=0, le=365)
+    disconnection_minutes: Number = Field(default=44.0, ge=0)
+    connectivity_percent: Number = Field(default=99.9, gt=0, lt=100)
+    ratio_mode: Flag = False
+    failure_minutes: Number = Field(default=100.0, ge=0)
+    maintenance_minutes: Number = Field(default=100.0, ge=0)
+    availability_percent: Number = Field(default=99.99, gt=0, lt=100)
+    trouble_free_days: Count = Field(default=360, ge=0, le=365)
     delay_average: PositiveDuration = 60.0
     delay_maximum: PositiveDuration = 3600.0
-    over_maximum_allowed: int = Field(default=2, ge=0)
+    over_maximum_allowed: Count = Field(default=2, ge=0)
     receive_deadline: PositiveDuration = 300.0
     confirm_retry: PositiveDuration = 15.0
     confirm_within: PositiveDuration = 120.0
-    coverage_floor_percent: float = Field(default=90.0, ge=0, le=100)
+    coverage_floor_percent: Number = Field(default=90.0, ge=0, le=100)
     remedies: Remedies = Remedies()
     compensation: Compensation = Compensation()
 

@@ -41,9 +41,14 @@ from pydantic import (
     model_validator,
 )
 
+from mailprobe.agent.config_types import Count, Flag, Text, shown
 from mailprobe.agent.durations import Duration, positive
 
 Span = tuple[float, float]
+# Longest IANA names are about 30 characters (America/Argentina/ComodRivadavia).
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,2}")
+# A window's name is a metric label value (mailprobe_maintenance_active{window}).
+WindowName = Annotated[Text, Field(min_length=1, max_length=64)]
 
 # ---------------------------------------------------------------- span arithmetic
 
@@ -115,9 +120,13 @@ def total(spans: Iterable[Span]) -> float:
 
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name``; ValueError when unknown."""
+    # The name becomes a file path inside the tz database: a 5000-character name raised
+    # OSError (name too long), so only what an IANA name can look like gets that far.
+    if not _ZONE_NAME.fullmatch(name):
+        raise ValueError(f"unknown time zone {shown(name)}: use an IANA name like Europe/Berlin")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(
             f"unknown time zone {name!r}: use an IANA name like Europe/Berlin"
         ) from exc
@@ -206,11 +215,11 @@ class OneOffWindow(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: WindowName
     start: datetime
     end: datetime
     timezone: TimeZoneName = "UTC"
-    routes: tuple[str, ...] = ()
+    routes: tuple[Text, ...] = ()
 
     @model_validator(mode="after")
     def _ordered(self) -> OneOffWindow:
@@ -243,14 +252,14 @@ class RecurringWindow(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: WindowName
     weekly: tuple[Weekday, ...] = ()
-    daily: bool = False
-    monthly: tuple[Annotated[int, Field(ge=1, le=31)], ...] = ()
+    daily: Flag = False
+    monthly: tuple[Annotated[Count, Field(ge=1, le=31)], ...] = ()
     start: WallTime
     duration: Annotated[Duration, AfterValidator(positive)]
     timezone: TimeZoneName = "UTC"
-    routes: tuple[str, ...] = ()
+    routes: tuple[Text, ...] = ()
 
     @model_validator(mode="after")
     def _one_rule(self) -> RecurringWindow:

@@ -75,7 +75,7 @@ async def test_foreign_probe_is_left_alone_and_reported_once(
     async with watching(endpoint(mail), policy=POLICY, agent_id="agent-a") as (w, rec, _):
         await wait_until(lambda: w.foreign_seen == 1, 5, "the foreign probe")
         for i in range(3):  # rescans, with probes of its own coming and going
-            own, own_raw = probe(f"own{i}", agent="agent-a", sent_at=time.time())
+            _, own_raw = probe(f"own{i}", agent="agent-a", sent_at=time.time())
             w.wake()
             await mail.deliver(BOX, own_raw)
             await wait_until(lambda i=i: len(rec.arrivals) == i + 1, 5, "own probe")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mailprobe.agent.daemon import Agent
-from mailprobe.agent.results import Status
+from mailprobe.agent.probe import Status
+from mailprobe.agent.runtime import Agent
 from tests.mailstack import MailStack
 
 from .test_roundtrip import stack_config
@@ -52,14 +52,14 @@ async def test_dovecot_certificate_from_an_untrusted_ca_is_tls(
 ) -> None:
     """The watcher on Dovecot with a CA it does not trust: down with tls and OpenSSL's reason."""
     agent = _agent(mailstack, security, _stranger_ca(tmp_path))
-    task = asyncio.ensure_future(agent.run_watchers(["alice"]))
+    task = asyncio.ensure_future(agent.watchers.watches["alice"].watcher.run())
     try:
-        assert not await agent.wait_watchers_up(["alice"], 3)
-        error = agent.last_watch_error("alice")
+        assert not await agent.watchers.wait_up(["alice"], 3)
+        error = agent.watchers.watches["alice"].error
         assert error is not None
         assert error.reason == "tls"
         assert UNTRUSTED in str(error)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await agent.close_watchers()
+        await agent.watchers.close()

@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.report_command import default_month
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sla import SlaConfig
-from mailprobe.agent.windows import month_bounds
+from mailprobe.agent.windows import month_bounds, month_of, shift_month
 from tests.helpers.agents import run_for, sample, start, stop
 from tests.helpers.clock import FakeClock
 from tests.helpers.configs import USERS, config_data, write_config
@@ -123,6 +124,7 @@ def test_text_and_markdown_reports_default_to_last_month(run: dict[str, Any], mo
     text = report(run["config"])
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(f"SLA report {month}")
+    assert text.stderr == f"mailprobe: reporting {month} (the previous month); choose with --month\n"
     assert "Account (all routes)" in text.stdout
     assert "Route a2b" in text.stdout
     assert "Outages:" in text.stdout
@@ -217,3 +219,37 @@ async def test_report_while_the_agent_runs_leaves_its_run_open(tmp_path: Path) -
             await stop(agent, task)
     with Ledger.open_readonly(tmp_path / "state" / LEDGER_FILE) as ledger:
         assert ledger.runs() == [(t0, t0 + 120)]
+
+
+async def test_after_a_first_run_the_default_is_the_current_month(tmp_path: Path) -> None:
+    """A ledger whose previous month has no probes (a first run, a demo): the report shows the
+    current month so far, and says so on stderr, for the account and for one route."""
+    now = time.time()
+    current = month_of(now, TZ)
+    previous = shift_month(current, -1)
+    # Inside the current month even in its first minutes: the minute of probes lands in it.
+    clock = FakeClock(start=max(now - 120, month_bounds(current, TZ)[0] + 1))
+    async with EmbeddedMailService(USERS) as mail:
+        config = tmp_path / "c.yaml"
+        data = config_data(mail, tmp_path / "state", sla={"timezone": TZ}, interval="10s")
+        agent = Agent(write_config(data, config), clock=clock, serve_http=False)
+        task = await start(agent)
+        try:
+            await run_for(clock, agent, 60)
+        finally:
+            await stop(agent, task)
+    account = report(config, "--format", "json")
+    assert account.returncode == 0, account.stderr
+    assert json.loads(account.stdout)["month"] == current
+    assert account.stderr == (
+        f"mailprobe: reporting {current} (the current month so far: {previous} has no probes of "
+        "any route); choose with --month\n"
+    )
+    route = report(config, "--route", "a2b")
+    assert route.returncode == 0, route.stderr
+    assert route.stdout.startswith(f"SLA report {current}")
+    assert f"{previous} has no probes of route a2b" in route.stderr
+    explicit = report(config, "--month", previous, "--format", "json")
+    assert explicit.returncode == 0, explicit.stderr
+    assert json.loads(explicit.stdout)["month"] == previous
+    assert explicit.stderr == ""

@@ -176,7 +176,7 @@ def agent_config(tmp_path: Path) -> Path:
     """A usable agent config on disk; nothing needs to answer, the agent stops before."""
     folder = tmp_path / "agent"
     folder.mkdir()
-    (folder / "ca.pem").write_text("")
+    trustme.CA().cert_pem.write_to_path(str(folder / "ca.pem"))  # check-config reads it
     svc = SimpleNamespace(host="127.0.0.1", smtp_port=1, imap_port=2, ca_file=folder / "ca.pem")
     write_config(config_data(svc, folder / "state"), folder / "c.yaml")  # type: ignore[arg-type]
     return folder / "c.yaml"

@@ -6,11 +6,13 @@ import asyncio
 import base64
 import logging
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trustme
 
 from mailprobe.agent import logs
 from mailprobe.agent.config import Config
@@ -183,6 +185,8 @@ async def test_demo_log_has_no_untagged_chatter_and_no_password(tmp_path: Path) 
 
 
 def _config_with_password() -> Config:
+    ca_file = Path(tempfile.mkdtemp(prefix="mailprobe-test-ca-")) / "ca.pem"
+    ca_file.write_bytes(trustme.CA().cert_pem.bytes())
     return make_config(
         {
             "bob": account(
@@ -191,7 +195,7 @@ def _config_with_password() -> Config:
                 host="127.0.0.1",
                 smtp_port=1,
                 imap_port=1,
-                ca_file=Path(__file__),
+                ca_file=ca_file,
             )
         },
         [{"name": "r", "from": "bob", "to": "bob"}],
