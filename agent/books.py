@@ -13,25 +13,24 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from mailprobe.agent.accounting import Accounting, MailboxEvent, Snapshot
-from mailprobe.agent.checks import Check, CheckTotals, Transition
+from mailprobe.agent.accounting import Accounting, MailboxEvent
+from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.compaction import compact
 from mailprobe.agent.config import Config
+from mailprobe.agent.export import EXPORTED_FILE, Export, Exported
 from mailprobe.agent.floors import Floors
 from mailprobe.agent.inflight import InFlight, Marks
 from mailprobe.agent.journal import Journal
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Sighting, Status
-from mailprobe.agent.tally import COUNTED, Tally
+from mailprobe.agent.tally import Tally
 
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
-EXPORTED_FILE = "exported.json"
 TICK_INTERVAL = 5.0
 """Seconds between ticks: observed time advances, deadlines expire, the run's heartbeat is written."""
 SWEEP_INTERVAL = 1.0
@@ -39,34 +38,6 @@ SWEEP_INTERVAL = 1.0
 COMPACT_EVERY = 86400.0
 
 Listener = Callable[[Probe], None]
-
-_SECONDS = {
-    "observed": "mailprobe_observed_seconds_total",
-    "down": "mailprobe_down_seconds_total",
-    "maintenance": "mailprobe_maintenance_seconds_total",
-}
-_MONTH_SECONDS = {
-    "observed": "mailprobe_month_observed_seconds",
-    "down": "mailprobe_month_down_seconds",
-    "maintenance": "mailprobe_month_maintenance_seconds",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Exported:
-    """What the metrics serve of the books, floored: it never goes down between scrapes."""
-
-    at: float
-    seconds: Mapping[tuple[str, Check], CheckTotals]
-    up: Mapping[tuple[str, Check], bool]
-    over_max: Mapping[str, float]
-    maintenance_active: Mapping[str, bool]
-    month: str
-    month_start: float
-    month_seconds: Mapping[tuple[str, Check], CheckTotals]
-    month_over_max: Mapping[str, float]
-    counts: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    failures: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
 
 def _when(at: float) -> str:
@@ -95,13 +66,16 @@ class Books:
             [r.name for r in config.routes], sla, config.maintenance, clock, on_failure
         )
         self.tally = Tally()
-        self.floors = Floors(config.agent.state_dir / EXPORTED_FILE)
+        self.export = Export(
+            [r.name for r in config.routes],
+            Floors(config.agent.state_dir / EXPORTED_FILE),
+            self.acc.snapshot(clock()),
+            self.tally,
+        )
         self.journal: Journal | None = None
         self._ledger: Ledger | None = None
         self._listeners: list[Listener] = []
         self._next_compact = -math.inf
-        self.floors_error: str | None = None
-        self.exported = self._export(self.acc.snapshot(clock()))
 
     @property
     def path(self) -> str:
@@ -126,7 +100,7 @@ class Books:
         ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
         self._ledger = ledger
         self.journal = Journal(ledger)
-        self.floors.load()
+        self.export.floors.load()
         self.tally = Tally(ledger.counts())
         now = self._clock()
         self._write_all(self.acc.restore(ledger.history(replay_seconds=self.acc.replay_seconds)))
@@ -231,7 +205,7 @@ class Books:
             self.journal.write(new)
         self.tally.add(old, new)
         self._write_all(self.acc.record(new))
-        self._refresh_counts()
+        self.export.refresh_counts(self.tally)
         for listener in list(self._listeners):
             try:
                 listener(new)
@@ -267,75 +241,12 @@ class Books:
 
     def refresh(self, now: float) -> None:
         """Take the figures /metrics serves; the floors they need reach the disk first."""
-        exported = self._export(self.acc.snapshot(now))
-        try:
-            self.floors.commit(keep_month=exported.month)
-            self.floors_error = None
-        except OSError as exc:
-            if self.floors_error is None:
-                log.error("cannot write %s: %s", EXPORTED_FILE, exc)  # noqa: TRY400 - a full disk is no bug
-            self.floors_error = f"{type(exc).__name__}: {exc}"
-        self.exported = exported
+        self.export.refresh(self.acc.snapshot(now), self.tally)
 
-    def _export(self, snap: Snapshot) -> Exported:
-        f = self.floors.apply
-        seconds: dict[tuple[str, Check], CheckTotals] = {}
-        month_seconds: dict[tuple[str, Check], CheckTotals] = {}
-        for (route, check), t in snap.totals.items():
-            labels = {"route": route, "check": str(check)}
-            seconds[(route, check)] = CheckTotals(
-                *(
-                    f(_SECONDS[k], labels, getattr(t, k))
-                    for k in ("observed", "down", "maintenance")
-                )
-            )
-            m = snap.month_totals[(route, check)]
-            month_labels = {**labels, "month": snap.month}
-            month_seconds[(route, check)] = CheckTotals(
-                *(f(_MONTH_SECONDS[k], month_labels, getattr(m, k))
-                  for k in ("observed", "down", "maintenance"))
-            )  # fmt: skip
-        over = {
-            r: f("mailprobe_probes_over_max_total", {"route": r}, float(n))
-            for r, n in snap.over_max.items()
-        }
-        month_over = {
-            r: f("mailprobe_month_probes_over_max", {"route": r, "month": snap.month}, float(n))
-            for r, n in snap.month_over_max.items()
-        }
-        counts, failures = self._counts()
-        return Exported(
-            at=snap.at,
-            seconds=seconds,
-            up=snap.up,
-            over_max=over,
-            maintenance_active=snap.maintenance_active,
-            month=snap.month,
-            month_start=snap.month_start,
-            month_seconds=month_seconds,
-            month_over_max=month_over,
-            counts=counts,
-            failures=failures,
-        )
-
-    def _counts(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str, str], float]]:
-        f = self.floors.apply
-        routes = [r.name for r in self._config.routes]
-        counts = {
-            (route, kind): f(f"mailprobe_probes_{kind}_total", {"route": route},
-                             self.tally.get(route, kind))
-            for route in routes for kind in COUNTED
-        }  # fmt: skip
-        failures: dict[tuple[str, str, str], float] = {}
-        for route in routes:
-            for (phase, reason), value in self.tally.failures(route).items():
-                labels = {"route": route, "phase": phase, "reason": reason}
-                failures[(route, phase, reason)] = f("mailprobe_probes_failed_total", labels, value)
-        return counts, failures
-
-    def _refresh_counts(self) -> None:
-        counts, failures = self._counts()
-        self.exported = replace(self.exported, counts=counts, failures=failures)
+    @property
+    def exported(self) -> Exported:
+        """What /metrics serves now."""
+        return self.export.exported
 
     # -- reading
 
@@ -343,7 +254,7 @@ class Books:
     def ledger_error(self) -> str | None:
         """Why the ledger or the floors cannot be written right now, or None."""
         journal_error = self.journal.error if self.journal is not None else None
-        return journal_error or self.floors_error
+        return journal_error or self.export.error
 
     def unsettled(self, route: str) -> bool:
         """The route's send or receive is suspect or down: it wants a quick retry."""
