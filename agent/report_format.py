@@ -59,6 +59,17 @@ def percent(value: float) -> str:
     return number(value, Unit.PERCENT, up=False)
 
 
+def duration(seconds: float) -> str:
+    """A set duration in the report's units: ``20 ms``, ``15 s``, ``100 s``, ``2 min``, ``1 h``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def measured(clause: ClauseResult) -> str:
     """The clause's figure in its unit, rounded against the reader; ``-`` when not measured."""
     if clause.measured is None:

@@ -10,28 +10,13 @@ test checks that they still say so.
 from __future__ import annotations
 
 from mailprobe.agent.clauses import Figures
-from mailprobe.agent.report_format import minutes, percent
+from mailprobe.agent.report_format import duration, minutes, percent
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.probes.imap import WatchPolicy
 
 MEASURED_P99_MS: tuple[tuple[str, int], ...] = (("0-10 s", 50), ("20 s", 99), ("40 s", 186))
 """Arrival-stamp error, p99 in ms, per true delay, from the committed benchmark results."""
 BENCH_FILES = ("bench/results/delay_precision.md", "bench/results/delay_precision_long.md")
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
-
-def duration(seconds: float) -> str:
-    """A duration in the report's words: ``20 ms``, ``15 s``, ``100 s``, ``2 min``, ``1 h``."""
-    if seconds < 1:
-        return _ms(seconds)
-    if seconds < 120 or seconds % 60:
-        return f"{seconds:g} s"
-    if seconds < 7200 or seconds % 3600:
-        return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
 
 
 def precision_notes(sla: SlaConfig, figures: Figures) -> tuple[str, ...]:
@@ -46,11 +31,11 @@ def precision_notes(sla: SlaConfig, figures: Figures) -> tuple[str, ...]:
         "Arrival is the agent's clock reading when the server's notice of the new message "
         "(IMAP EXISTS) reached it, before the message was fetched. While a probe is awaited the "
         f"mailbox session polls at an interval of {pol.fast_poll_factor * 100:g} % of the "
-        f"probe's age, kept between {_ms(pol.fast_poll_min)} and {_ms(pol.fast_poll_max)}, for "
+        f"probe's age, kept between {duration(pol.fast_poll_min)} and {duration(pol.fast_poll_max)}, for "
         f"{duration(pol.fast_window)} after sending, so a stamp is late by about one poll "
-        f"interval at most: {_ms(pol.fast_poll_min)} for delays up to "
-        f"{duration(floor_until)}, {_ms(pol.fast_poll_factor * 20)} at 20 s, "
-        f"{_ms(pol.fast_poll_max)} from {duration(cap_from)} on. Later probes are "
+        f"interval at most: {duration(pol.fast_poll_min)} for delays up to "
+        f"{duration(floor_until)}, {duration(pol.fast_poll_factor * 20)} at 20 s, "
+        f"{duration(pol.fast_poll_max)} from {duration(cap_from)} on. Later probes are "
         "stamped when the server's IDLE notice reaches the agent.",
         f"Measured on Postfix and Dovecot against the moment the message file appeared in the "
         f"mailbox, the stamp's error (p99) was {measured} ({' and '.join(BENCH_FILES)}).",

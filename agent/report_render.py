@@ -80,7 +80,7 @@ def _clause_table(scope: ScopeReport, partial: bool) -> list[str]:
 
 
 def _scope_block(scope: ScopeReport, partial: bool) -> list[str]:
-    out = [fmt.scope_name(scope), ""]
+    out = heading(fmt.scope_name(scope))
     out += table([Column("Figure", max_width=26), Column("Value", max_width=WIDTH - 30)],
                  fmt.facts(scope), indent="  ")  # fmt: skip
     out.append("")
@@ -89,7 +89,7 @@ def _scope_block(scope: ScopeReport, partial: bool) -> list[str]:
 
 
 def _owed(report: Report) -> list[str]:
-    out = ["Owed", ""]
+    out = heading("Owed")
     if not report.remedy.owed:
         # Nothing owed: say why, so the reader knows it is a finding and not an omission.
         return out + paragraph(report.remedy.summary.capitalize() + ".", WIDTH, indent="  ")
@@ -101,7 +101,7 @@ def _owed(report: Report) -> list[str]:
 
 def _outages(report: Report) -> list[str]:
     if not report.outages:
-        return ["Outages", "", "  No outage in this period."]
+        return [*heading("Outages"), "  No outage in this period."]
     columns = [
         Column("Route", max_width=20), Column("Check", max_width=12),
         Column("Start", max_width=19), Column("End", max_width=19),
@@ -113,25 +113,30 @@ def _outages(report: Report) -> list[str]:
          fmt.minutes(o.maintenance_seconds)]
         for o in report.outages
     ]  # fmt: skip
-    return ["Outages", "", *table(columns, rows, indent="  "),
+    return [*heading("Outages"), *table(columns, rows, indent="  "),
             f"  (times in {report.timezone})"]  # fmt: skip
 
 
 def _windows(report: Report) -> list[str]:
     if not report.windows:
-        return ["Agreed maintenance windows", "", "  None in this month."]
+        return [*heading("Agreed maintenance windows"), "  None in this month."]
     rows = [
         [name, fmt.when(report, lo, with_zone=False), fmt.when(report, hi, with_zone=False)]
         for name, lo, hi in report.windows
     ]
     columns = [Column("Window", max_width=40), Column("Start", max_width=19),
                Column("End", max_width=19)]  # fmt: skip
-    return ["Agreed maintenance windows", "", *table(columns, rows, indent="  "),
+    return [*heading("Agreed maintenance windows"), *table(columns, rows, indent="  "),
             f"  (times in {report.timezone})"]  # fmt: skip
 
 
-def _bullets(heading: str, items: tuple[str, ...]) -> list[str]:
-    out = [heading, ""]
+def heading(title: str) -> list[str]:
+    """A section title, underlined, and the blank line after it."""
+    return [title, "=" * len(title), ""]
+
+
+def _bullets(title: str, items: tuple[str, ...]) -> list[str]:
+    out = heading(title)
     for item in items:
         out += paragraph(item, WIDTH, indent="  ", bullet="- ")
     return out
@@ -139,7 +144,7 @@ def _bullets(heading: str, items: tuple[str, ...]) -> list[str]:
 
 def render_text(report: Report) -> str:
     """The report as plain text, at most ``WIDTH`` characters a line."""
-    out = [fmt.title(report), fmt.period(report)]
+    out = [fmt.title(report), "=" * len(fmt.title(report)), fmt.period(report)]
     if report.partial:
         out += ["", *paragraph(fmt.partial_notice(report), WIDTH)]
     out += ["", f"Overall: {fmt.verdict(report.verdict)}", ""]

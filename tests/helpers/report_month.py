@@ -52,6 +52,7 @@ SLOW = ("partner-inbound", at("2026-10-27T16:00:00"), 4200.0)  # delivered after
 
 def config_data(state_dir: Path) -> dict[str, Any]:
     """A config for this ledger (the report checks no secret, so none need exist)."""
+
     def account(address: str) -> dict[str, Any]:
         server = {"host": "mail.example.net", "username": address, "password_env": "MP_DOC_PW"}
         return {"address": address, "smtp": {**server, "port": 587, "security": "starttls"},

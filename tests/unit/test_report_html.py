@@ -51,7 +51,7 @@ def test_html_page_has_the_verdict_table_and_three_embedded_svg_charts(tmp_path:
     page = _page(tmp_path)
     assert page.startswith("<!doctype html>")
     assert "Disconnection (any route is down)" in page
-    assert "badge breached" in page
+    assert "class='v breached'" in page
     assert "double service time for 2026-10" in page
     images = [r for r in _collect(page).refs if r.startswith("data:image/svg+xml;base64,")]
     assert len(images) == 3
