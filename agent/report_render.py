@@ -114,7 +114,7 @@ def _outages(report: Report) -> list[str]:
         for o in report.outages
     ]  # fmt: skip
     return [*heading("Outages"), *table(columns, rows, indent="  "),
-            f"  (times in {report.timezone})"]  # fmt: skip
+            "", f"  Times in {report.timezone}."]  # fmt: skip
 
 
 def _windows(report: Report) -> list[str]:
@@ -127,7 +127,7 @@ def _windows(report: Report) -> list[str]:
     columns = [Column("Window", max_width=40), Column("Start", max_width=19),
                Column("End", max_width=19)]  # fmt: skip
     return [*heading("Agreed maintenance windows"), *table(columns, rows, indent="  "),
-            f"  (times in {report.timezone})"]  # fmt: skip
+            "", f"  Times in {report.timezone}."]  # fmt: skip
 
 
 def heading(title: str) -> list[str]:
