@@ -205,6 +205,7 @@ def delay_figure(delays: Sequence[float], average_limit: float, maximum: float) 
         if max(nonzero) / min(nonzero) > 50:  # a single slow probe must stay visible
             ax.set_yscale("log")
             ax.set_ylim(0.7, float(max(nonzero)) * 2)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v)))

@@ -52,7 +52,7 @@ font-size:.85rem;white-space:nowrap;-webkit-print-color-adjust:exact;print-color
 .owed{background:#fff8e6;border:1px solid #c9a04a;padding:.6rem .8rem;margin:.6rem 0;
 -webkit-print-color-adjust:exact;print-color-adjust:exact}
 .owed ul{margin:.3rem 0 .3rem 1.2rem;padding:0}
-img.chart{width:100%;height:auto;display:block}
+img.chart{width:100%;max-width:880px;height:auto;display:block}
 ul.notes li{margin:.3rem 0}
 @page{size:A4;margin:14mm 12mm}
 @media print{
