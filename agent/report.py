@@ -30,6 +30,7 @@ from mailprobe.agent.durations import format_duration
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
+from mailprobe.agent.report_precision import precision_notes
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
@@ -113,6 +114,7 @@ class Report:
     delay_maximum: float
     rules: tuple[str, ...]
     not_measured: tuple[str, ...] = tuple(text for _, text in NOT_MEASURED)
+    precision: tuple[str, ...] = ()  # how precise the first scope's figures are, in words
 
     @property
     def verdict(self) -> Verdict:
@@ -341,4 +343,5 @@ def build_report(
         delay_average=sla.delay_average,
         delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
+        precision=precision_notes(sla, scopes[0].figures),
     )

@@ -1,4 +1,4 @@
-"""`mailprobe report`: a month's SLA report from the agent's ledger, as text, JSON, Markdown or HTML.
+"""`mailprobe report`: a month's SLA report from the agent's ledger: text, JSON, Markdown, HTML, PDF.
 
 The ledger is opened read-only, so a report can be taken while the agent runs without touching its
 records (the open run counts up to its last heartbeat). Secrets are not needed to report, so they
@@ -22,7 +22,7 @@ from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.startup import config_or_exit
 from mailprobe.agent.windows import month_bounds, month_of, parse_month, shift_month
 
-FORMATS = ("text", "json", "markdown", "html")
+FORMATS = ("text", "json", "markdown", "html", "pdf")
 EXIT_OK, EXIT_FAIL = 0, 2
 
 
@@ -65,6 +65,8 @@ def _fail(message: str) -> int:
 def main_report(args: argparse.Namespace) -> int:
     """Build and write the report; 2 with a one-line reason when it cannot be made."""
     config = config_or_exit(args.config, check_secrets=False)
+    if args.format == "pdf" and args.output is None and sys.stdout.isatty():
+        return _fail("--format pdf: give --output FILE, or redirect stdout (no PDF to a terminal)")
     if args.month is not None:
         try:
             parse_month(args.month)
@@ -73,20 +75,46 @@ def main_report(args: argparse.Namespace) -> int:
     report = _build(args, config)
     if isinstance(report, int):
         return report
-    if args.format == "html":
+    if args.format == "pdf":
+        return _write_pdf(report, args.output)
+    return _write_text(report, args.format, args.output)
+
+
+def _write_text(report: Report, fmt: str, output: Path | None) -> int:
+    if fmt == "html":
         # matplotlib is only imported when a chart is drawn.
         from mailprobe.agent.report_html import render_html
 
         text = render_html(report)
     else:
-        text = render(report, args.format)
-    if args.output is None:
+        text = render(report, fmt)
+    if output is None:
         sys.stdout.write(text)
     else:
         try:
-            args.output.write_text(text)
+            output.write_text(text)
         except OSError as exc:
-            return _fail(f"--output: cannot write {args.output}: {exc.strerror}")
+            return _fail(f"--output: cannot write {output}: {exc.strerror}")
+    return EXIT_OK
+
+
+def _write_pdf(report: Report, output: Path | None) -> int:
+    """The HTML report printed by headless Chromium, to ``output`` or to a non-terminal stdout."""
+    from mailprobe.agent.report_html import render_html
+    from mailprobe.agent.report_pdf import PdfError, html_to_pdf
+
+    try:
+        data = html_to_pdf(render_html(report))
+    except PdfError as exc:
+        return _fail(str(exc))
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        return EXIT_OK
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        return _fail(f"--output: cannot write {output}: {exc.strerror}")
     return EXIT_OK
 
 

@@ -1,12 +1,18 @@
-"""Render the HTML SLA report of a ledger and screenshot it in headless Chromium.
+"""Pictures of the SLA report as text, HTML and PDF, for docs/ (or of any config's ledger).
 
-    python -m bench.report_screenshot [--config FILE --month YYYY-MM] [--out PNG]
+    python -m bench.report_screenshot [--out docs] [--config FILE --month YYYY-MM] [--agent-run]
 
-With --config, the report of that config's ledger; without, a ledger made here first: the agent
-runs two virtual hours (last month, contract zone UTC) on the embedded mail service with an SMTP
-outage, a stretch where mail is accepted but not delivered, and an agreed maintenance window.
-The page is opened from a file with networking off, so anything it would fetch stays blank.
-Needs the Debian package `chromium`.
+Without --config, the month of ``tests/helpers/report_month.py`` (October 2026, Europe/Berlin: an
+SMTP outage that breaches the disconnection clause, a mailbox outage inside the agreed Sunday
+window and a shorter one outside it, a three-hour agent restart, probes found late, one delivered
+after 70 minutes). With --agent-run, a ledger made by the real agent instead: two virtual hours
+last month on the embedded mail service, with an SMTP outage, a stretch where mail is accepted
+but not delivered, and an agreed maintenance window.
+
+Writes, under --out: report.txt, report.html and report.pdf as `mailprobe report` makes them
+(the PDF by headless Chromium), report-text.png (the text in a monospace page), report-html.png
+(the whole page) and report-pdf-page1.png (the PDF's first page by pdftoppm). Needs the Debian
+packages chromium and poppler-utils.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +34,17 @@ from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.report import build_report
 from mailprobe.agent.report_command import default_month
 from mailprobe.agent.report_html import render_html
+from mailprobe.agent.report_pdf import html_to_pdf
+from mailprobe.agent.report_render import render_text
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import month_bounds
+from tests.helpers import documents, report_month
 from tests.helpers.agents import start, stop
 from tests.helpers.clock import FakeClock
 from tests.helpers.configs import USERS, config_data, write_config
 from tests.helpers.waits import wait_until
 
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--no-first-run", "--window-size=1200,2400",
-)  # fmt: skip
 STEP = 5.0  # virtual seconds per step; arrivals are seen within a step
 
 
@@ -91,48 +95,54 @@ async def make_ledger(workdir: Path, month: str) -> Config:
     return config
 
 
-def screenshot(html: Path, png: Path, chromium: str) -> None:
-    """Headless Chromium, its own throwaway profile, the page from a file."""
-    with tempfile.TemporaryDirectory(prefix="mailprobe-chromium-") as profile:
-        subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             f"--screenshot={png}", html.resolve().as_uri()],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+def _config(args: argparse.Namespace, workdir: Path) -> tuple[Config, str, float]:
+    """The config to report on, its month, and the report's `now`."""
+    if args.config is not None:
+        config = load_config(args.config, check_secrets=False)
+        return config, args.month or default_month(config.sla, time.time()), time.time()
+    if args.agent_run:
+        month = args.month or default_month(SlaConfig(), time.time())
+        return asyncio.run(make_ledger(workdir, month)), month, time.time()
+    path = report_month.write_month(workdir)
+    # Generated as if on the 2nd of the next month, so the document does not change per run.
+    return load_config(path, check_secrets=False), report_month.MONTH, report_month.END + 86400
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build or read a ledger, write the HTML report, screenshot it."""
+    """Build or read a ledger, write the report in three forms and a picture of each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="report this config's ledger")
-    parser.add_argument("--month", help="YYYY-MM (default: last month)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/report-screenshot.png"))
+    parser.add_argument("--month", help="YYYY-MM (default: last month, or the sample month)")
+    parser.add_argument("--agent-run", action="store_true", help="a ledger from a real agent run")
+    parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        print("chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
+    binary = documents.chromium()
+    if binary is None or shutil.which("pdftoppm") is None:
+        print("needs chromium and pdftoppm (Debian: apt-get install chromium poppler-utils)",
+              file=sys.stderr)  # fmt: skip
         return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mailprobe-report-") as tmp:
         workdir = Path(tmp)
-        if args.config is not None:
-            config = load_config(args.config, check_secrets=False)
-            month = args.month or default_month(config.sla, time.time())
-        else:
-            month = args.month or default_month(SlaConfig(), time.time())
-            started = time.monotonic()
-            config = asyncio.run(make_ledger(workdir, month))
-            print(f"ledger: 2 virtual hours in {time.monotonic() - started:.1f} s")
+        config, month, now = _config(args, workdir)
         with Ledger.open_readonly(config.agent.state_dir / LEDGER_FILE) as ledger:
             report = build_report(ledger, config.sla, month, windows=config.maintenance,
-                                  routes=[r.name for r in config.routes])  # fmt: skip
-        html = args.out.with_suffix(".html")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(report))
+                                  routes=[r.name for r in config.routes], now=now)  # fmt: skip
+        text, page = render_text(report), render_html(report)
+        (out / "report.txt").write_text(text)
+        (out / "report.html").write_text(page)
         started = time.monotonic()
-        screenshot(html, args.out, chromium)
-    print(f"report: {html} ({html.stat().st_size} bytes)")
-    print(f"screenshot: {args.out} ({args.out.stat().st_size} bytes, "
-          f"{time.monotonic() - started:.1f} s in chromium)")  # fmt: skip
+        (out / "report.pdf").write_bytes(html_to_pdf(page, chromium=binary))
+        print(f"report.pdf: {time.monotonic() - started:.1f} s in chromium")
+        documents.text_page(text, workdir / "text.html")
+        documents.screenshot(workdir / "text.html", out / "report-text.png", width=940)
+        documents.screenshot(out / "report.html", out / "report-html.png")
+        first, *_ = documents.pdf_pages(out / "report.pdf", workdir / "page")
+        shutil.copyfile(first, out / "report-pdf-page1.png")
+    for name in ("report.txt", "report.html", "report.pdf", "report-text.png", "report-html.png",
+                 "report-pdf-page1.png"):  # fmt: skip
+        print(f"{out / name}: {(out / name).stat().st_size} bytes")
     return 0
 
 

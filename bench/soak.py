@@ -37,9 +37,9 @@ import yaml
 
 from mailprobe.agent import logs
 from mailprobe.agent.config import load_config
-from mailprobe.agent.daemon import Agent
 from mailprobe.agent.durations import format_duration, parse_duration
-from mailprobe.agent.results import ProbeResult
+from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.runtime import Agent
 from mailprobe.probes.message import build_probe, new_probe_id
 from tests.hostile import imap_modes, smtp_modes
 
@@ -69,7 +69,9 @@ async def run_agent(config_path: Path, samples_path: Path, every: float) -> None
     logs.install("info", config)
     outcomes: Counter[str] = Counter()
 
-    def count(result: ProbeResult) -> None:
+    def count(result: Probe) -> None:
+        if result.status is Status.SENT:
+            return  # the outcome follows
         kind = result.route.split("-", 1)[0]
         outcomes[f"{kind}:{result.status.value}:{result.reason or '-'}"] += 1
         if kind == "good":
@@ -80,7 +82,7 @@ async def run_agent(config_path: Path, samples_path: Path, every: float) -> None
     start = time.monotonic()
 
     def sample() -> dict[str, Any]:
-        watches = getattr(agent, "_watches", {})  # the agent's internals: a bench may look
+        watches = agent.watchers.watches
         reconnects = sum(sum(w.watcher.reconnects.values()) for w in watches.values())
         return {"t": round(time.monotonic() - start, 3), "rss_kib": _rss_kib(),
                 "fds": len(os.listdir("/proc/self/fd")), "tasks": len(asyncio.all_tasks()),

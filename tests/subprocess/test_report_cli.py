@@ -127,11 +127,11 @@ def test_text_and_markdown_reports_default_to_last_month(run: dict[str, Any], mo
     assert text.stderr == f"mailprobe: reporting {month} (the previous month); choose with --month\n"
     assert "Account (all routes)" in text.stdout
     assert "Route a2b" in text.stdout
-    assert "Outages:" in text.stdout
+    assert "Outages\n=======" in text.stdout
     markdown = report(run["config"], "--format", "markdown")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout.startswith(f"# SLA report {month}")
-    assert "| clause | measured | limit | verdict | detail |" in markdown.stdout
+    assert "| clause | measured | limit | unit | verdict | detail |" in markdown.stdout
 
 
 def test_html_report_is_one_self_contained_page(run: dict[str, Any], tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_html_report_is_one_self_contained_page(run: dict[str, Any], tmp_path: P
     assert proc.stdout == ""
     page = out.read_text()
     assert page.startswith("<!doctype html>")
-    assert "<th>Clause</th><th>Measured</th><th>Limit</th><th>Verdict</th>" in page
+    assert "<th>Clause</th><th class=num>Measured</th><th class=num>Limit</th><th>Verdict</th>" in page
     for heading in ("Outage timeline", "Daily downtime", "Delivery delay"):
         assert f"<h2>{heading}</h2>" in page
     assert page.count("data:image/svg+xml;base64,") >= 3
