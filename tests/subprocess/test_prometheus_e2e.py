@@ -5,13 +5,16 @@ Once the data is in, every recording rule expression and every dashboard query (
 variables substituted) goes through the Prometheus HTTP API: each must parse and return data.
 The downtime Prometheus sees must match the injected outage.
 
+The agent's contract is in Europe/Berlin; the month figures must be its own contract month, also
+with the opt-in UTC-month fallback (config/prometheus/fallback) loaded, whose rules run here too.
+
 Two adaptations, both for time and neither changing an expression:
 - The shipped rule groups evaluate every 30 s to 2 min; the test's copies leave `interval` out,
   so the 1 s global evaluation_interval applies and recorded series exist within seconds.
-- Month-to-date and rolling-year rules step over whole UTC hours and days that a short test never
-  spans. Before Prometheus starts, the accounting counters get two days of backfilled history
-  (promtool tsdb create-blocks-from openmetrics): an agent that ran trouble-free until a moment
-  before this one started, with the same job and instance labels.
+- The fallback's month-to-date and the rolling-year rules step over whole UTC hours and days that
+  a short test never spans. Before Prometheus starts, the accounting counters get two days of
+  backfilled history (promtool tsdb create-blocks-from openmetrics): an agent that ran
+  trouble-free until a moment before this one started, with the same job and instance labels.
 
 Needs the prometheus and promtool binaries (Debian: prometheus); no root.
 """
@@ -40,11 +43,13 @@ from mailprobe.agent.books import TICK_INTERVAL
 from mailprobe.agent.config import Config, parse_config
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.runtime import Agent
+from mailprobe.agent.windows import month_bounds, month_of
 from tests.helpers.configs import SECRET, account
 from tests.helpers.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_FILES = sorted((ROOT / "config" / "prometheus" / "rules").glob("*.yml"))
+RULE_FILES = [path for folder in ("rules", "fallback")
+              for path in sorted((ROOT / "config" / "prometheus" / folder).glob("*.yml"))]  # fmt: skip
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
@@ -54,12 +59,14 @@ PROBE_INTERVAL = 0.5
 CONFIRM_RETRY = 0.5
 SCRAPE_INTERVAL = 1.0
 OUTAGE = 6.0
+TIMEZONE = "Europe/Berlin"
 HISTORY = 50 * 3600  # two UTC midnights and whole hours behind any moment the test runs
 HISTORY_STEP = 60
 # Grafana's values for its own variables at a 1 s scrape interval: $__rate_interval is at least
 # four scrapes; $__range covers the whole test.
 GRAFANA_VARS = {"$__rate_interval": "4s", "$__interval": "1s", "$__range": "5m"}
-VARIABLE_VALUES = {"route": {True: "a2b|b2a", False: "a2b"}, "account": {True: "alice|bob"}}
+VARIABLE_VALUES = {"route": {True: "a2b|b2a", False: "a2b"}, "account": {True: "alice|bob"},
+                   "timezone": {False: TIMEZONE}}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -311,7 +318,8 @@ def config_for(svc: EmbeddedMailService, state_dir: Path) -> Config:
                    {"name": "b2a", "from": "alice", "to": "bob", "interval": ms(PROBE_INTERVAL)}],
         # Confirm a failure by a quick retry, so the outage's edges are sharp; confirm_within
         # must exceed the retry plus the 2 s SMTP timeout.
-        "sla": {"confirm_retry": ms(CONFIRM_RETRY), "confirm_within": "3s"},
+        "sla": {"confirm_retry": ms(CONFIRM_RETRY), "confirm_within": "3s",
+                "timezone": TIMEZONE},
     })  # fmt: skip
 
 
@@ -458,7 +466,7 @@ async def test_template_variables_list_the_routes_and_accounts(scene: Scene) -> 
         body = await scene.prom.get(f"/api/v1/label/{label}/values", **{"match[]": metric})
         assert body["status"] == "success", body
         found[label] = set(body["data"])
-    assert found == {"route": set(ROUTES), "account": {"alice", "bob"}}
+    assert found == {"route": set(ROUTES), "account": {"alice", "bob"}, "timezone": {TIMEZONE}}
 
 
 async def test_downtime_in_prometheus_matches_the_injected_outage(scene: Scene) -> None:
@@ -475,3 +483,22 @@ async def test_downtime_in_prometheus_matches_the_injected_outage(scene: Scene) 
     assert receive == 0
     account = await scene.prom.value('increase(mailprobe_down_seconds_total{route="all"}[5m])')
     assert account == pytest.approx(scene.outage, abs=tolerance)
+
+
+async def test_month_figures_are_the_agent_s_contract_month(scene: Scene) -> None:
+    """With the UTC fallback loaded as well, the month rules give one series per route and check:
+    the agent's own Berlin month (its observed time, not the backfilled UTC hours), and the
+    elapsed month runs from Berlin's midnight on the first."""
+    now = time.time()
+    berlin_start = month_bounds(month_of(now, TIMEZONE), TIMEZONE)[0]
+    elapsed = await scene.prom.value("instance:mailprobe_month_elapsed_seconds:contract")
+    assert elapsed == pytest.approx(now - berlin_start, abs=5)
+    sel = '{route="a2b",check="send"}'
+    agent_observed = _sample(scene.agent, "mailprobe_contract_month_observed_seconds")
+    observed = await scene.prom.value(f"route_check:mailprobe_observed_seconds:month_to_date{sel}")
+    assert observed is not None
+    # Ticks advance observed time every TICK_INTERVAL; a scrape and an evaluation follow. The
+    # fallback's figure would hold the backfilled hours of this UTC month.
+    assert observed == pytest.approx(agent_observed, abs=TICK_INTERVAL + 2 * SCRAPE_INTERVAL)
+    down = await scene.prom.value(f"route_check:mailprobe_down_seconds:month_to_date{sel}")
+    assert down == _sample(scene.agent, "mailprobe_contract_month_down_seconds")
