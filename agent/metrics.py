@@ -228,17 +228,21 @@ class BooksCollector(Collector):
                 month[kind].add_metric(labels, getattr(m, kind))
         yield from seconds.values()
         yield from month.values()
+        # The zone as a label, so a dashboard can name the month it shows.
+        zone = [self._sla.timezone]
         start = GaugeMetricFamily(
             "mailprobe_contract_month_start_timestamp_seconds",
-            "Start of the contract month the contract_month series count (sla.timezone).",
+            "Start of the contract month the contract_month series count, in the zone labelled.",
+            labels=["timezone"],
         )
-        start.add_metric([], exp.month_start)
+        start.add_metric(zone, exp.month_start)
         end = GaugeMetricFamily(
             "mailprobe_contract_month_end_timestamp_seconds",
-            "End of the contract month the contract_month series count (sla.timezone).",
+            "End of the contract month the contract_month series count, in the zone labelled.",
+            labels=["timezone"],
         )
         month_end = month_bounds(exp.month, self._sla.timezone)[1] if exp.month else 0.0
-        end.add_metric([], month_end)
+        end.add_metric(zone, month_end)
         yield start
         yield end
         up = GaugeMetricFamily(

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,12 +22,17 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from mailprobe.agent.clauses import sla_targets
+from mailprobe.agent.sla import SlaConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "mailprobe.yaml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "mailprobe.yaml"
 RULE_FILES = sorted((ROOT / "config" / "prometheus" / "rules").glob("*.yml"))
+# The generator's modules besides generate.py (plain modules of the grafana/ folder).
+GENERATOR_MODULES = ("contract_limits", "panels", "sla_dashboard", "route_dashboard")
 
 GRAFANA_VARIABLES = {"__range", "__rate_interval", "__interval"}
 # Values the template variables take in the offline parse check (a regex, as Grafana sends it).
@@ -64,13 +70,18 @@ def provisioned_uid() -> str:
 
 
 def generator() -> ModuleType:
-    """grafana/generate.py as a module (it is a script, not part of a package)."""
+    """grafana/generate.py as a module (it is a script, not part of a package), loaded afresh
+    with its sibling modules, so it reads the clause registry as it is now."""
     try:
         import grafana_foundation_sdk  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("grafana-foundation-sdk is not installed, and CI requires it")
         pytest.skip("grafana-foundation-sdk is not installed")
+    if str(GRAFANA) not in sys.path:  # as `python grafana/generate.py` has it
+        sys.path.insert(0, str(GRAFANA))
+    for name in GENERATOR_MODULES:
+        sys.modules.pop(name, None)
     spec = importlib.util.spec_from_file_location("mailprobe_grafana_generate",
                                                   GRAFANA / "generate.py")  # fmt: skip
     assert spec is not None
@@ -248,39 +259,96 @@ def test_every_query_parses_as_promql(tmp_path: Path) -> None:
     assert f"{len(rules)} rules found" in done.stdout
 
 
-# The contract limit each SLA panel must mark with a threshold step (title -> limit).
-CONTRACT_LIMITS = {
-    "Failure this month": 100,
-    "Maintenance this month": 100,
-    "Availability this month": 99.99,
-    "Trouble-free days, rolling year": 360,
-    "Worst route's disconnection": 44,
-    "Probes over 1 h this month": 3,  # more than two breaks the clause
-    "Connectivity this month": 99.9,
-    "Disconnection this month": 44,
-    "Average delay this month": 60,
-    "Average delay, rolling 30 days": 60,
-    "Longest delay this month": 3600,
-    "Connectivity error ratio by window": 0.001,
-}
+def contract_limits(sla: SlaConfig) -> dict[str, float]:
+    """The limit each SLA panel must mark with its last threshold step (title -> limit)."""
+    targets = sla_targets(sla)
+    return {
+        "Failure this month": targets["failure"] / 60,
+        "Maintenance this month": targets["maintenance"] / 60,
+        "Availability this month": sla.availability_percent,
+        "Trouble-free days, rolling year": sla.trouble_free_days,
+        "Worst route's disconnection": targets["disconnection"] / 60,
+        "Probes over 1 h this month": sla.over_maximum_allowed + 1,  # more than allowed breaks it
+        "Connectivity this month": sla.connectivity_percent,
+        "Disconnection this month": targets["disconnection"] / 60,
+        "Coverage this month": sla.coverage_floor_percent / 100,
+        "Average delay this month": targets["delivery_delay_average"],
+        "Average delay, rolling 30 days": targets["delivery_delay_average"],
+        "Longest delay this month": sla.delay_maximum,
+        "Connectivity error ratio by window": 1 - sla.connectivity_percent / 100,
+    }
+
+
+def marked_limits(board: dict[str, Any]) -> dict[str, list[float]]:
+    """Title -> the last threshold step of each panel with that title."""
+    out: dict[str, list[float]] = {}
+    for panel in panels(board):
+        steps = panel["fieldConfig"]["defaults"].get("thresholds", {}).get("steps", [])
+        values = [s["value"] for s in steps if s["value"] is not None]
+        if values:
+            out.setdefault(panel["title"], []).append(values[-1])
+    return out
 
 
 def test_sla_panels_mark_the_contract_limits() -> None:
-    """Colours change exactly at the contract's figures (44 min, 100 min, 99.9 %, 1 min, ...)."""
+    """Colours change exactly at the registry's defaults (44 min, 100 min, 99.9 %, 1 min, ...)."""
     board = dashboards()["mailprobe-sla.json"]
     assert board["time"] == {"from": "now/M", "to": "now"}
-    (route,) = board["templating"]["list"]
-    assert route["name"] == "route"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    route = variables["route"]
     assert route["multi"]
     assert route["includeAll"]
-    seen = set()
-    for panel in panels(board):
-        if panel["title"] not in CONTRACT_LIMITS:
-            continue
-        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
-        values = [s["value"] for s in steps if s["value"] is not None]
-        assert values[-1] == pytest.approx(CONTRACT_LIMITS[panel["title"]]), panel["title"]
-        seen.add(panel["title"])
-    assert seen == set(CONTRACT_LIMITS)
+    marked = marked_limits(board)
+    for title, limit in contract_limits(SlaConfig()).items():
+        assert marked.get(title), f"no panel {title!r} with thresholds"
+        assert marked[title] == [pytest.approx(limit)] * len(marked[title]), title
     exprs = " ".join(t["expr"] for name, _, t in queries() if name == "mailprobe-sla.json")
     assert 'route="all",check="any"' in exprs, "the account-wide figures are missing"
+
+
+class _Stricter(SlaConfig):
+    """A contract other than the seed's in every limit the dashboards mark."""
+
+    disconnection_minutes: float = 30.0
+    failure_minutes: float = 60.0
+    maintenance_minutes: float = 45.0
+    availability_percent: float = 99.95
+    connectivity_percent: float = 99.5
+    trouble_free_days: int = 350
+    delay_average: float = 20.0
+    over_maximum_allowed: int = 1
+    coverage_floor_percent: float = 80.0
+
+
+def test_the_generator_takes_every_limit_from_the_clause_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With other defaults in SlaConfig, every marked limit moves with them: none is the
+    generator's own."""
+    monkeypatch.setattr("mailprobe.agent.sla.SlaConfig", _Stricter)
+    board = json.loads(generator().render()["mailprobe-sla.json"])
+    marked = marked_limits(board)
+    for title, limit in contract_limits(_Stricter()).items():
+        assert marked[title] == [pytest.approx(limit)] * len(marked[title]), title
+    descriptions = " ".join(p["description"] for p in panels(board))
+    assert "the contract allows 60, any failure counted once" in descriptions
+    assert " 44" not in descriptions
+
+
+def test_the_sla_overview_names_the_contract_month_and_its_zone() -> None:
+    """Month figures are the agent's contract month; the rows say so with the zone the agent
+    exports, and no panel claims UTC months for them."""
+    board = dashboards()["mailprobe-sla.json"]
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    zone = variables["timezone"]
+    assert zone["query"] == (
+        "label_values(mailprobe_contract_month_start_timestamp_seconds, timezone)"
+    )
+    assert zone["hide"] == 2  # shown in the titles, not as a selector
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert sum("contract month ($timezone)" in r for r in rows) == 2
+    for panel in panels(board):
+        reads_month = any("month_to_date" in t["expr"] for t in panel["targets"])
+        if reads_month:
+            assert "UTC" not in panel["description"], panel["title"]
+            assert "contract month" in panel["description"], panel["title"]

@@ -5,13 +5,17 @@ Once the data is in, every recording rule expression and every dashboard query (
 variables substituted) goes through the Prometheus HTTP API: each must parse and return data.
 The downtime Prometheus sees must match the injected outage.
 
+The agent's contract is in Europe/Berlin; the month figures must be its own contract month. The
+opt-in UTC-month fallback (config/prometheus/fallback) is loaded too, for an older agent beside it
+(counters only, backfilled below): its rules run here as well, for that agent alone.
+
 Two adaptations, both for time and neither changing an expression:
 - The shipped rule groups evaluate every 30 s to 2 min; the test's copies leave `interval` out,
   so the 1 s global evaluation_interval applies and recorded series exist within seconds.
-- Month-to-date and rolling-year rules step over whole UTC hours and days that a short test never
-  spans. Before Prometheus starts, the accounting counters get two days of backfilled history
-  (promtool tsdb create-blocks-from openmetrics): an agent that ran trouble-free until a moment
-  before this one started, with the same job and instance labels.
+- The fallback's month-to-date and the rolling-year rules step over whole UTC hours and days that
+  a short test never spans. Before Prometheus starts, two days of accounting counters are
+  backfilled (promtool tsdb create-blocks-from openmetrics): an agent of 0.1.0, under an
+  instance of its own, that ran trouble-free until a moment before this one started.
 
 Needs the prometheus and promtool binaries (Debian: prometheus); no root.
 """
@@ -40,11 +44,13 @@ from mailprobe.agent.books import TICK_INTERVAL
 from mailprobe.agent.config import Config, parse_config
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.runtime import Agent
+from mailprobe.agent.windows import month_bounds, month_of
 from tests.helpers.configs import SECRET, account
 from tests.helpers.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_FILES = sorted((ROOT / "config" / "prometheus" / "rules").glob("*.yml"))
+RULE_FILES = [path for folder in ("rules", "fallback")
+              for path in sorted((ROOT / "config" / "prometheus" / folder).glob("*.yml"))]  # fmt: skip
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
@@ -54,12 +60,15 @@ PROBE_INTERVAL = 0.5
 CONFIRM_RETRY = 0.5
 SCRAPE_INTERVAL = 1.0
 OUTAGE = 6.0
+TIMEZONE = "Europe/Berlin"
 HISTORY = 50 * 3600  # two UTC midnights and whole hours behind any moment the test runs
 HISTORY_STEP = 60
+OLD_AGENT = "old-agent.test:9478"  # the backfilled one: counters only, no contract month
 # Grafana's values for its own variables at a 1 s scrape interval: $__rate_interval is at least
 # four scrapes; $__range covers the whole test.
 GRAFANA_VARS = {"$__rate_interval": "4s", "$__interval": "1s", "$__range": "5m"}
-VARIABLE_VALUES = {"route": {True: "a2b|b2a", False: "a2b"}, "account": {True: "alice|bob"}}
+VARIABLE_VALUES = {"route": {True: "a2b|b2a", False: "a2b"}, "account": {True: "alice|bob"},
+                   "timezone": {False: TIMEZONE}}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -311,7 +320,8 @@ def config_for(svc: EmbeddedMailService, state_dir: Path) -> Config:
                    {"name": "b2a", "from": "alice", "to": "bob", "interval": ms(PROBE_INTERVAL)}],
         # Confirm a failure by a quick retry, so the outage's edges are sharp; confirm_within
         # must exceed the retry plus the 2 s SMTP timeout.
-        "sla": {"confirm_retry": ms(CONFIRM_RETRY), "confirm_within": "3s"},
+        "sla": {"confirm_retry": ms(CONFIRM_RETRY), "confirm_within": "3s",
+                "timezone": TIMEZONE},
     })  # fmt: skip
 
 
@@ -327,7 +337,14 @@ class Scene:
     agent_down: float  # what the agent counted for the outage
 
 
-RAW_DOWN = 'mailprobe_down_seconds_total{route="a2b",check="send"}'
+def live(name: str, prom: Prometheus, **labels: str) -> str:
+    """A selector for the series of the agent under test (not the backfilled one)."""
+    inner = ",".join(f'{k}="{v}"' for k, v in {"instance": prom.target, **labels}.items())
+    return f"{name}{{{inner}}}"
+
+
+def raw_down(prom: Prometheus) -> str:
+    return live("mailprobe_down_seconds_total", prom, route="a2b", check="send")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -343,7 +360,7 @@ async def scene(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scene
             assert agent.http is not None
             assert await agent.watchers.wait_up(["alice", "bob"], 10), "watchers did not come up"
             prom = Prometheus(tmp, agent.http.port)
-            await prom.backfill(history(prom.target, time.time() - 1))
+            await prom.backfill(history(OLD_AGENT, time.time() - 1))
             await prom.start()
             started = time.time()
             await poll(prom.ready, 30, "Prometheus ready", prom)
@@ -383,7 +400,7 @@ async def _through_outage(
     final = _down(agent)
 
     async def caught_up() -> bool:
-        return await prom.value(RAW_DOWN) == final
+        return await prom.value(raw_down(prom)) == final
 
     await poll(caught_up, 5, "Prometheus scraping the final down total", prom)
     return Scene(agent, prom, started, outage, down_before, final - down_before)
@@ -407,7 +424,7 @@ def _delivered(agent: Agent) -> bool:
 
 async def _recorded(prom: Prometheus, down: float) -> bool:
     """The month-to-date rule (evaluated after the raw scrape) has the outage in it."""
-    expr = 'route_check:mailprobe_down_seconds:month_to_date{route="a2b",check="send"}'
+    expr = live("route_check:mailprobe_down_seconds:month_to_date", prom, route="a2b", check="send")
     value = await prom.value(expr)
     return value is not None and value >= down - 0.5
 
@@ -458,20 +475,55 @@ async def test_template_variables_list_the_routes_and_accounts(scene: Scene) -> 
         body = await scene.prom.get(f"/api/v1/label/{label}/values", **{"match[]": metric})
         assert body["status"] == "success", body
         found[label] = set(body["data"])
-    assert found == {"route": set(ROUTES), "account": {"alice", "bob"}}
+    assert found == {"route": set(ROUTES), "account": {"alice", "bob"}, "timezone": {TIMEZONE}}
 
 
 async def test_downtime_in_prometheus_matches_the_injected_outage(scene: Scene) -> None:
     """The a2b send check's down seconds, raw and via increase(), are the outage's length."""
     tolerance = SCRAPE_INTERVAL + CONFIRM_RETRY
     assert scene.agent_down == pytest.approx(scene.outage, abs=tolerance)
-    raw = await scene.prom.value(RAW_DOWN)
+    prom = scene.prom
+    raw = await prom.value(raw_down(prom))
     assert raw is not None
     assert raw - scene.down_before == pytest.approx(scene.outage, abs=tolerance)
-    grown = await scene.prom.value(f"increase({RAW_DOWN}[5m])")
+    grown = await prom.value(f"increase({raw_down(prom)}[5m])")
     assert grown == pytest.approx(scene.outage, abs=tolerance)
     # Receiving never failed, and the account-wide figure counts the same outage once.
-    receive = await scene.prom.value('mailprobe_down_seconds_total{route="a2b",check="receive"}')
-    assert receive == 0
-    account = await scene.prom.value('increase(mailprobe_down_seconds_total{route="all"}[5m])')
+    down = "mailprobe_down_seconds_total"
+    assert await prom.value(live(down, prom, route="a2b", check="receive")) == 0
+    account = await prom.value(f"increase({live(down, prom, route='all')}[5m])")
     assert account == pytest.approx(scene.outage, abs=tolerance)
+
+
+async def test_month_figures_are_the_agent_s_contract_month(scene: Scene) -> None:
+    """The month rules give the agent its own Berlin month (its observed time and outage, the
+    month elapsed since Berlin's midnight on the first), and the older agent beside it the UTC
+    fallback's: the fallback counts for that agent alone."""
+    prom, now = scene.prom, time.time()
+    berlin_start = month_bounds(month_of(now, TIMEZONE), TIMEZONE)[0]
+    elapsed = await prom.value(live("instance:mailprobe_month_elapsed_seconds:contract", prom))
+    assert elapsed == pytest.approx(now - berlin_start, abs=5)
+    rule = "route_check:mailprobe_observed_seconds:month_to_date"
+    agent_observed = _sample(scene.agent, "mailprobe_contract_month_observed_seconds")
+    observed = await prom.value(live(rule, prom, route="a2b", check="send"))
+    assert observed is not None
+    # Ticks advance observed time every TICK_INTERVAL; a scrape and an evaluation follow.
+    assert observed == pytest.approx(agent_observed, abs=TICK_INTERVAL + 2 * SCRAPE_INTERVAL)
+    month_down = live("route_check:mailprobe_down_seconds:month_to_date", prom, route="a2b",
+                      check="send")  # fmt: skip
+    agent_down = _sample(scene.agent, "mailprobe_contract_month_down_seconds")
+
+    async def same_down() -> bool:  # the rule follows the next scrape and evaluation
+        return await prom.value(month_down) == agent_down
+
+    await poll(same_down, 3 * SCRAPE_INTERVAL + 5, "the month rule to show the agent's figure", prom)
+
+    async def instances(expr: str) -> set[str]:
+        body = await prom.get("/api/v1/query", query=f"count by (instance) ({expr})")
+        assert body["status"] == "success", body
+        return {r["metric"]["instance"] for r in body["data"]["result"]}
+
+    assert await instances(rule) == {prom.target, OLD_AGENT}
+    for fallback in ("route_check:mailprobe_observed_seconds:utc_month_to_date",
+                     "instance:mailprobe_month_elapsed_seconds:utc"):  # fmt: skip
+        assert await instances(fallback) == {OLD_AGENT}, fallback

@@ -24,8 +24,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = ROOT / "config" / "prometheus" / "prometheus.yml"
-RULE_FILES = [path for folder in ("rules", "alerts")
+# Shipped: what prometheus.yml loads, and the opt-in UTC-month fallback for older agents.
+RULE_FILES = [path for folder in ("rules", "fallback", "alerts")
               for path in sorted((ROOT / "config" / "prometheus" / folder).glob("*.yml"))]  # fmt: skip
+FALLBACK_FILES = sorted((ROOT / "config" / "prometheus" / "fallback").glob("*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "config" / "alertmanager" / "alertmanager.yml"
 PROMTOOL_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
 
@@ -168,6 +170,26 @@ def test_stated_retention_covers_the_longest_rule_window() -> None:
         longest = max(longest, max(subqueries, default=0) + max(ranges, default=0))
     assert longest > 365 * 86400, "the rolling-year rule is missing"
     assert all(seconds(value) > longest for value in stated)
+
+
+def test_the_utc_month_fallback_is_opt_in_and_read_by_the_month_rules() -> None:
+    """prometheus.yml loads rules/ and alerts/ only; the month rules take each series the
+    fallback records, so adding its file to rule_files is all an older agent needs."""
+    config = load_yaml(PROMETHEUS_CONFIG)
+    loaded = {p for pattern in config["rule_files"] for p in PROMETHEUS_CONFIG.parent.glob(pattern)}
+    assert FALLBACK_FILES
+    assert loaded.isdisjoint(FALLBACK_FILES)
+    fallback = {r["record"] for path in FALLBACK_FILES for group in load_yaml(path)["groups"]
+                for r in group["rules"]}  # fmt: skip
+    month = [r for group in load_yaml(ROOT / "config/prometheus/rules/mailprobe_month.yml")["groups"]
+             for r in group["rules"]]  # fmt: skip
+
+    def read_by(name: str) -> list[str]:
+        taken = re.compile(rf"\bor(?: on \([^)]*\))? {re.escape(name)}\b")
+        return [r["record"] for r in month if taken.search(r["expr"])]
+
+    readers = {name: read_by(name) for name in fallback}
+    assert all(readers.values()), readers
 
 
 # --- Alertmanager's inhibit rules, on a real Alertmanager ---------------------------------
