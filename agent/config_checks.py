@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mailprobe.agent.config_types import shown
+from mailprobe.agent.config_types import key_path, shown
 from mailprobe.agent.durations import format_duration
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def validation_problems(exc: ValidationError) -> list[str]:
         elif (key := _KEYED.match(msg)) is not None:
             # A model-level check names the key it is about: attach it to the path.
             loc, msg = (*loc, key.group(1)), msg[key.end() :]
-        problems.append(f"{_loc(loc)}: {' '.join(msg.split())}")
+        problems.append(f"{key_path(loc)}: {' '.join(msg.split())}")
     return problems
 
 
@@ -109,19 +109,6 @@ def timing_problems(config: Config) -> list[str]:
                 f".timeout ({format_duration(sla.confirm_retry + account.smtp.timeout)})"
             )
     return problems
-
-
-def _loc(parts: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            out += " (the name)"  # pydantic's marker for a dict key that failed validation
-        else:
-            text = "from" if part == "from_" else str(part)
-            out += ("." if out else "") + (text if text.isprintable() else shown(text))
-    return out or "(top level)"
 
 
 def _type_hint(value: object) -> str:

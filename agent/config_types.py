@@ -37,6 +37,25 @@ def shown(value: object) -> str:
     return f"{text[: _SHOWN - 4]}...{size}"
 
 
+_KEY_SHOWN = 64  # a key name longer than this is shown cut, with its length
+
+
+def key_path(parts: tuple[object, ...]) -> str:
+    """`routes[1].interval` for a location in the config data, each key as it fits one line."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (the name)"  # pydantic's marker for a dict key that failed validation
+        else:
+            text = "from" if part == "from_" else str(part)
+            # A key the user wrote may be anything: unprintable or too long to fit a line.
+            plain = text.isprintable() and len(text) <= _KEY_SHOWN
+            out += ("." if out else "") + (text if plain else shown(text))
+    return out or "(top level)"
+
+
 def control_character(text: str) -> str | None:
     """A description of the first control character in `text` and where it is, or None."""
     match = _CONTROL.search(text)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mailprobe.agent.config_types import shown
+from mailprobe.agent.config_types import key_path, shown
 
 MAX_BYTES = 1 << 20
 """A config larger than 1 MiB is not a config (and /dev/zero must not be read for ever)."""
@@ -97,17 +97,6 @@ def parse_yaml(text: str) -> Any:
     return data
 
 
-def _key_path(path: tuple[object, ...]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = str(part)
-            out += ("." if out else "") + (text if text.isprintable() else shown(text))
-    return out or "(top level)"
-
-
 def check_values(data: Any) -> None:
     """Walk the data as pydantic will: bounded size and depth, finite numbers, string keys.
 
@@ -124,14 +113,14 @@ def check_values(data: Any) -> None:
             )
         if len(path) > MAX_DEPTH:
             # Only aliases get here (text nesting was checked): e.g. `a: &a [*a]`.
-            raise ValueError(f"{_key_path(path[:3])}: aliases nest more than {MAX_DEPTH} deep")
+            raise ValueError(f"{key_path(path[:3])}: aliases nest more than {MAX_DEPTH} deep")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{_key_path(path)}: {value} is not a finite number")
+            raise ValueError(f"{key_path(path)}: {value} is not a finite number")
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise ValueError(
-                        f"{_key_path((*path, shown(key)))}: a key must be text, not "
+                        f"{key_path((*path, shown(key)))}: a key must be text, not "
                         f"{type(key).__name__} (quote it)"
                     )
                 stack.append((item, (*path, key)))
