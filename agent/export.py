@@ -41,6 +41,8 @@ class Exported:
     month_over_max: Mapping[str, float]
     counts: Mapping[tuple[str, str], float] = field(default_factory=dict)
     failures: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    # Lone failures a quick retry cleared, this run (not in the ledger: they start again at 0).
+    glitches: Mapping[tuple[str, Check], int] = field(default_factory=dict)
 
 
 class Export:
@@ -105,6 +107,7 @@ class Export:
             month_over_max=month_over,
             counts=counts,
             failures=failures,
+            glitches=snap.glitches,
         )
 
     def _counts(

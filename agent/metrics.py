@@ -253,6 +253,15 @@ class BooksCollector(Collector):
         for (route, check), is_up in sorted(exp.up.items()):
             up.add_metric([route, str(check)], 1.0 if is_up else 0.0)
         yield up
+        glitches = CounterMetricFamily(
+            "mailprobe_glitches",
+            "Lone failures a retry within confirm_within cleared: no downtime (counted since the "
+            "agent started).",
+            labels=["route", "check"],
+        )
+        for (route, check), cleared in sorted(exp.glitches.items()):
+            glitches.add_metric([route, str(check)], float(cleared))
+        yield glitches
         over = CounterMetricFamily(
             "mailprobe_probes_over_max",
             "Accepted probes that passed the contract's delay maximum undelivered (counted once).",

@@ -54,12 +54,18 @@ async def test_stop_with_open_sessions_closes_everything_it_started() -> None:
 
 
 async def test_stop_twice_and_stop_unstarted_are_harmless() -> None:
-    """stop() is idempotent and a no-op before start()."""
+    """stop() is a no-op before start() (the service still starts and serves after it), and a
+    second stop() neither raises nor reopens anything: the ports stay closed."""
     service = EmbeddedMailService(USERS)
     await service.stop()
     await service.start()
+    ports = (service.smtp_port, service.smtps_port, service.imap_port, service.imaps_port)
+    client = await imap_login(service, "alice@demo.test")  # the early stop() broke nothing
+    await client.logout()
     await service.stop()
     await service.stop()
+    for port in ports:
+        assert await refuses_connection(service.host, port), port
 
 
 async def test_service_starts_once() -> None:

@@ -7,35 +7,50 @@ import ssl
 import aiosmtplib
 import pytest
 
-from mailprobe.probes.errors import REASONS, ProbeError, ProbeTimeout
+from mailprobe.probes.errors import PHASES, REASONS, ProbeError, ProbeTimeout
 from mailprobe.probes.smtp import _map_error
 
+# (error, the phase it surfaced in, the phase it is reported in, reason, reply code)
 CASES = [
-    (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"), "smtp_auth", "auth", 535),
-    (aiosmtplib.SMTPRecipientRefused(550, "5.1.1 unknown", "x@y"), "smtp_submit", "rejected", 550),
-    (aiosmtplib.SMTPSenderRefused(553, "5.7.1 not yours", "x@y"), "smtp_submit", "rejected", 553),
-    (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), "smtp_submit", "rejected", 451),
-    (aiosmtplib.SMTPConnectResponseError(554, "no service"), "smtp_connect", "connect", 554),
-    (aiosmtplib.SMTPServerDisconnected("gone"), "smtp_submit", "connect", None),
-    (ConnectionResetError("reset"), "smtp_tls", "connect", None),
-    (aiosmtplib.SMTPReadTimeoutError("slow"), "smtp_submit", "timeout", None),
-    (TimeoutError(), "smtp_auth", "timeout", None),
-    (ssl.SSLCertVerificationError("certificate verify failed"), "smtp_tls", "tls", None),
-    (aiosmtplib.SMTPResponseException(502, "5.5.2 what?"), "smtp_submit", "protocol", 502),
-    (aiosmtplib.SMTPNotSupported("no AUTH"), "smtp_auth", "protocol", None),
-    (RuntimeError("surprise"), "smtp_submit", "error", None),
-]
+    (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"), "smtp_auth", "smtp_auth",
+     "auth", 535),
+    (aiosmtplib.SMTPRecipientRefused(550, "5.1.1 unknown", "x@y"), "smtp_submit", "smtp_submit",
+     "rejected", 550),
+    (aiosmtplib.SMTPSenderRefused(553, "5.7.1 not yours", "x@y"), "smtp_submit", "smtp_submit",
+     "rejected", 553),
+    (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), "smtp_submit", "smtp_submit", "rejected",
+     451),
+    (aiosmtplib.SMTPConnectResponseError(554, "no service"), "smtp_connect", "smtp_connect",
+     "connect", 554),
+    (aiosmtplib.SMTPServerDisconnected("gone"), "smtp_submit", "smtp_submit", "connect", None),
+    (ConnectionResetError("reset"), "smtp_tls", "smtp_tls", "connect", None),
+    (aiosmtplib.SMTPReadTimeoutError("slow"), "smtp_submit", "smtp_submit", "timeout", None),
+    (TimeoutError(), "smtp_auth", "smtp_auth", "timeout", None),
+    (ssl.SSLCertVerificationError("certificate verify failed"), "smtp_tls", "smtp_tls", "tls",
+     None),
+    (aiosmtplib.SMTPResponseException(502, "5.5.2 what?"), "smtp_submit", "smtp_submit",
+     "protocol", 502),
+    (aiosmtplib.SMTPNotSupported("no AUTH"), "smtp_auth", "smtp_auth", "protocol", None),
+    (RuntimeError("surprise"), "smtp_submit", "smtp_submit", "error", None),
+    # Reported in the phase the failure belongs to, whichever step it surfaced in.
+    (aiosmtplib.SMTPAuthenticationError(535, "no"), "smtp_submit", "smtp_auth", "auth", 535),
+    (ssl.SSLCertVerificationError("bad certificate"), "smtp_connect", "smtp_tls", "tls", None),
+    (aiosmtplib.SMTPConnectResponseError(554, "go away"), "smtp_tls", "smtp_connect", "connect",
+     554),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("exc", "phase", "reason", "code"), CASES)
-def test_errors_map_to_fixed_reasons(
-    exc: BaseException, phase: str, reason: str, code: int | None
+@pytest.mark.parametrize(("exc", "surfaced", "phase", "reason", "code"), CASES)
+def test_errors_map_to_fixed_reasons_in_the_phase_they_belong_to(
+    exc: BaseException, surfaced: str, phase: str, reason: str, code: int | None
 ) -> None:
-    """Each error maps to its reason and keeps the server's reply code, never its text, as label."""
-    mapped = _map_error(exc, phase)
+    """Each error maps to its phase and reason and keeps the server's reply code, never its text,
+    as label."""
+    mapped = _map_error(exc, surfaced)
     assert isinstance(mapped, ProbeError)
-    assert mapped.reason == reason
+    assert (mapped.phase, mapped.reason) == (phase, reason)
     assert mapped.reason in REASONS
+    assert mapped.phase in PHASES
     assert mapped.reply_code == code
 
 
