@@ -66,9 +66,9 @@ class Watchers:
                 idle=ep.idle,
                 poll_interval=ep.poll_interval,
                 move_to=ep.move_to,
-                # While a mailbox is away, a reconnect attempt at least every confirm_retry tells
-                # its comeback that closely.
-                reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry)),
+                # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
+                # backoff has up to 20 % jitter on top) tells its comeback that closely.
+                reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
                 foreign_probe_max_age=config.agent.foreign_probe_max_age,
             )
             watcher = MailboxWatcher(
@@ -79,6 +79,7 @@ class Watchers:
                 awaited=self._awaited_callback(routes),
                 policy=policy,
                 clock=clock.time,
+                sleep=clock.sleep,
                 agent_id=identity,
                 hooks=self._hooks(name),
             )

@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -128,6 +128,7 @@ class MailboxWatcher:
         awaited: AwaitedCallback = tuple,
         policy: WatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         agent_id: str | None = None,
         hooks: WatchHooks | None = None,
@@ -144,6 +145,7 @@ class MailboxWatcher:
         self._awaited = awaited  # send times of probes awaited here, for fast polling
         self._wake = asyncio.Event()
         self._lost_at: float | None = None  # when the last open session ended
+        self._sleep = sleep  # between reconnects: the agent's clock, so tests need not wait
         self._ready_at = 0.0  # when the current session was ready
         self._next_uid = 1
         self._uidvalidity: int | None = None
@@ -199,7 +201,10 @@ class MailboxWatcher:
                 self._lost_at = self._clock()
                 self._set_state(WatchState(False, self._lost_at, error, lost_session=True))
             else:
+                # The first failed attempt after a lost session dates the loss; each later one is
+                # a failure of its own, so two in a row confirm the mailbox is away.
                 since = attempt if self._lost_at is None else self._lost_at
+                self._lost_at = None
                 self._set_state(WatchState(False, since, error))
             if opened_at is not None and loop.time() - opened_at >= self.policy.reconnect_max:
                 backoff = self.policy.reconnect_min
@@ -207,7 +212,7 @@ class MailboxWatcher:
             backoff = min(backoff * 2, self.policy.reconnect_max)
             self.reconnects[error.reason] += 1
             _notify(self._hooks.on_reconnect, error.reason)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def close(self) -> None:
         """Log out of the current session (used at shutdown, after run() was cancelled)."""
@@ -226,17 +231,18 @@ class MailboxWatcher:
             self._foreign.reset()
         await self._scan(session, self._ready_at, backlog=True)
         use_idle = self.policy.idle and "IDLE" in session.capabilities
-        last_scan = self._clock()
+        # Pacing is real time (the loop's clock); arrival stamps are the agent's clock.
+        loop = asyncio.get_running_loop()
+        last_scan = loop.time()
         while session.alive:
             interval = self._fast_interval()
             if interval is not None:
                 await asyncio.sleep(interval)
-                now = self._clock()
                 # aioimaplib drops an EXISTS pushed while another command runs, so rescan now
                 # and then even when NOOP reports nothing new.
-                if await session.noop() or now - last_scan >= self.policy.fast_rescan:
-                    last_scan = now
-                    await self._scan(session, now)
+                if await session.noop() or loop.time() - last_scan >= self.policy.fast_rescan:
+                    last_scan = loop.time()
+                    await self._scan(session, self._clock())
                 continue
             # Catch anything announced while a command was in flight, before waiting again.
             await self._scan(session, self._clock())
@@ -248,7 +254,7 @@ class MailboxWatcher:
                 await self._sleep_or_wake(min(self.policy.poll_interval, self._idle_for()))
                 if await session.noop():
                     await self._scan(session, self._clock())
-            last_scan = self._clock()
+            last_scan = loop.time()
 
     def _idle_for(self) -> float:
         """How long to wait quietly: until IDLE needs refreshing or a foreign probe goes stale."""

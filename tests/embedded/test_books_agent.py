@@ -12,6 +12,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from mailprobe.agent.books import EXPORTED_FILE, LEDGER_FILE
 from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.demo.service import EmbeddedMailService
@@ -243,3 +245,61 @@ async def test_restart_continues_the_counters_and_matches_a_probe_sent_before_it
     assert seconds(second, "observed", "all", "any") == (t_stop - t0) + 100
     assert seconds(second, "down", "all", "any") == 0.0
 
+
+@pytest.mark.parametrize("minutes", [2, 6])
+async def test_a_mailbox_refused_for_minutes_is_as_long_receive_down_with_retries_every_confirm_retry(
+    mail: EmbeddedMailService, tmp_path: Path, minutes: int
+) -> None:
+    """IMAP refused while SMTP accepts: receive down from the moment the mailbox went away to the
+    first probe sent after it came back (within one confirm_retry of the outage), the route
+    probed every confirm_retry meanwhile, the probes sent meanwhile found late at reconnect
+    (flagged, never arriving before they were sent); send stays up."""
+    state = tmp_path / "state"
+    clock = FakeClock()
+    agent = Agent(write_config(config_data(mail, state), tmp_path / "c.yaml"), clock=clock,
+                  rng=random.Random(6), serve_http=False)  # fmt: skip
+    retry = agent.config.sla.confirm_retry
+    task = await start(agent)
+    try:
+        await run_for(clock, agent, 90)
+        await mail.set_outage("imap", down=True)
+        t_out = clock.now
+        await run_for(clock, agent, minutes * 60, leave=anything)
+        assert sample(agent, "mailprobe_check_up", route="a2b", check="receive") == 0.0
+        await mail.set_outage("imap", down=False)
+        t_back = clock.now
+        # The watcher retries on its backoff (at most confirm_retry): probes wait till then.
+        while not agent.watchers.up("alice"):
+            await run_for(clock, agent, 1, leave=anything)
+            assert clock.now - t_back <= retry + 2, "the watcher did not come back in time"
+        await run_for(clock, agent, 75)
+    finally:
+        await stop(agent, task)
+    with ledger_of(state) as ledger:
+        probes = ledger.probes(0, clock.now + 1)
+        transitions = ledger.transitions(base_only=False)
+        mailbox = ledger.mailbox_events()
+    outage = t_back - t_out
+    down = seconds(agent, "down", "a2b", "receive")
+    assert down is not None
+    assert outage <= down <= outage + retry + 1.0, (down, outage)  # + one step of virtual time
+    [(went, start_at), (came, end_at)] = base(transitions, Check.RECEIVE)
+    assert (went, came) == ("down", "up")
+    assert t_out <= start_at <= t_out + 1.0
+    assert seconds(agent, "down", "a2b", "send") == 0.0
+    during = [p for p in probes if t_out < p.sent_at < t_back]
+    gaps = [b.sent_at - a.sent_at for a, b in itertools.pairwise(during)]
+    assert len(during) >= minutes * 60 / retry - 2, len(during)
+    assert all(g <= retry + 1.0 for g in gaps), gaps
+    for probe in during:
+        assert probe.found_late, probe
+        assert probe.arrived_at is not None
+        assert probe.arrived_at >= max(probe.sent_at, t_back)
+        assert probe.measured_delay is None
+    # The mailbox's record: away from the lost session, back when the new one was ready.
+    assert [e.up for e in mailbox if e.at >= t_out][:2] == [False, False]
+    back_at = next(e.at for e in mailbox if e.up and e.at >= t_back)
+    # The first probe sent once the mailbox was back ends the outage.
+    first_after = next(p for p in probes if p.sent_at >= back_at)
+    assert end_at == first_after.sent_at
+    assert first_after.status is Status.OK
