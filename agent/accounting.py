@@ -43,7 +43,7 @@ from mailprobe.agent.checks import (
     breakdown,
 )
 from mailprobe.agent.confirm import Confirmation
-from mailprobe.agent.probe import Probe
+from mailprobe.agent.probe import Probe, past_deadline
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
@@ -169,7 +169,7 @@ class Accounting:
             deadline = self._sla.receive_deadline
             for route in self._routes:
                 receive = self._machines[(route, Check.RECEIVE)]
-                expired = [i for i, t in receive.waiting.items() if t + deadline <= now]
+                expired = [i for i, t in receive.waiting.items() if past_deadline(t, now, deadline)]
                 for sample_id in sorted(expired, key=receive.waiting.__getitem__):
                     out += self._sample(route, Check.RECEIVE, sample_id, receive.waiting[sample_id],
                                         ok=False)  # fmt: skip

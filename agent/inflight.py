@@ -87,8 +87,9 @@ class InFlight:
             marks = self._marks[probe.route]
             age = now - probe.sent_at
             new = probe
-            if new.over_max_at is None and age >= self._maximum:
-                new = new.past_maximum(probe.sent_at + self._maximum)
+            mark = new.over_maximum_at(self._maximum)
+            if new.over_max_at is None and mark is not None and mark <= now:
+                new = new.past_maximum(mark)
             if new.status is Status.SENT and age >= marks.overdue_after:
                 new = new.overdue(probe.sent_at + marks.overdue_after)
             if new.status is not Status.LOST and age >= marks.lost_after:

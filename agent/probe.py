@@ -50,6 +50,15 @@ ARRIVED = frozenset({Status.OK, Status.LATE})
 _MARKS = ("overdue_at", "lost_at", "over_max_at")
 
 
+def past_deadline(sent_at: float, at: float, deadline: float) -> bool:
+    """More than ``deadline`` has passed between a send at ``sent_at`` and ``at``: the receive rule.
+
+    A probe that arrives at exactly the deadline is in time; one still missing then is not late
+    yet. The accounting asks this of probes it still awaits, ``receive_sample`` of arrived ones.
+    """
+    return at - sent_at > deadline
+
+
 def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(mapping))
 
@@ -208,12 +217,14 @@ class Probe:
             return None
         if self.found_late:
             return False if self._server_proves_later_than(deadline) else None
-        assert self.delay_seconds is not None  # noqa: S101 - arrived records carry it
-        return self.delay_seconds <= deadline
+        assert self.arrived_at is not None  # noqa: S101 - arrived records carry it
+        return not past_deadline(self.sent_at, self.arrived_at, deadline)
 
     def _server_proves_later_than(self, seconds: float) -> bool:
         """The server's receipt date (whole seconds) is more than ``seconds`` after sending."""
-        return self.internaldate is not None and self.internaldate - 1.0 > self.sent_at + seconds
+        return self.internaldate is not None and past_deadline(
+            self.sent_at, self.internaldate - 1.0, seconds
+        )
 
     def describe(self) -> str:
         """One log line (logfmt) for this record."""

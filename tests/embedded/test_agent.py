@@ -19,6 +19,7 @@ from mailprobe.agent.probe import Status
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.message import build_probe
 from mailprobe.probes.tls import client_context
+from tests.helpers.agents import scrape
 from tests.helpers.clock import FakeClock
 from tests.helpers.configs import SECRET, account, make_config
 from tests.helpers.waits import wait_until
@@ -48,15 +49,6 @@ async def started(agent: Agent) -> asyncio.Task[None]:
     task = asyncio.ensure_future(agent.run())
     assert await agent.watchers.wait_up(["alice"], 10), "watcher did not come up"
     return task
-
-
-async def scrape(agent: Agent) -> str:
-    assert agent.http is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", agent.http.port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = await reader.read()
-    writer.close()
-    return data.decode()
 
 
 def sample(agent: Agent, name: str, **labels: str) -> float:
@@ -279,7 +271,7 @@ async def test_metrics_pass_promtool(mail: EmbeddedMailService, tmp_path: Path) 
     finally:
         agent.stop()
         await asyncio.wait_for(task, 10)
-    body = text.split("\r\n\r\n", 1)[1]
+    body = text  # the body: scrape() drops the HTTP head
     proc = await asyncio.create_subprocess_exec(
         "promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

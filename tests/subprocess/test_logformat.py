@@ -7,7 +7,6 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from mailprobe.agent.config import ConfigError
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.logformat import JsonFormatter, logfmt_fields
 from tests.helpers.agents import AgentProcess, free_port
-from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.configs import config_data, write_config
 from tests.helpers.waits import wait_until
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -93,11 +92,6 @@ def test_log_format_is_text_or_json(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the daemon
 
-
-@pytest.fixture
-async def mail() -> AsyncIterator[EmbeddedMailService]:
-    async with EmbeddedMailService(USERS) as service:
-        yield service
 
 
 async def run_until_probed(mail: EmbeddedMailService, tmp_path: Path, log_format: str | None,

@@ -16,11 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.probe_once import thresholds
-from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.configs import config_data, write_config
 
 TIMEOUT = 2.0
 # Interpreter start-up and imports under a loaded machine; every endpoint below has a 30 s
@@ -28,11 +26,6 @@ TIMEOUT = 2.0
 SLACK = 6.0
 HANGS = "30s"
 
-
-@pytest.fixture
-async def mail() -> AsyncIterator[EmbeddedMailService]:
-    async with EmbeddedMailService(USERS) as service:
-        yield service
 
 
 @contextlib.asynccontextmanager

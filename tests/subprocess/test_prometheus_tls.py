@@ -12,27 +12,20 @@ import json
 import signal
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import bcrypt
-import pytest
 import trustme
 import yaml
 
 from mailprobe.agent.demo.service import EmbeddedMailService
 from tests.helpers.agents import AgentProcess, free_port
-from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.configs import config_data, write_config
 from tests.subprocess.test_prometheus_e2e import tool
 
 PASSWORD = "prometheus-scrape-pw"
 
-
-@pytest.fixture
-async def mail() -> AsyncIterator[EmbeddedMailService]:
-    async with EmbeddedMailService(USERS) as service:
-        yield service
 
 
 def prometheus_config(tmp: Path, target: str) -> dict[str, Any]:

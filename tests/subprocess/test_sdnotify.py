@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pytest
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
 from tests.helpers.agents import AgentProcess, free_port, scrape
-from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.configs import config_data, write_config
 
 
 @pytest.fixture
@@ -132,11 +132,6 @@ async def test_keep_alive_without_a_watchdog_returns_at_once(tmp_path: Path) -> 
 
 # ----------------------------------------------------------------------------- the daemon
 
-
-@pytest.fixture
-async def mail() -> AsyncIterator[EmbeddedMailService]:
-    async with EmbeddedMailService(USERS) as service:
-        yield service
 
 
 async def test_run_under_systemd_notifies_ready_after_binding_pings_and_says_stopping(

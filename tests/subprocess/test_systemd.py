@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import pytest
 from mailprobe.agent.cli import build_parser
 from mailprobe.agent.demo.service import EmbeddedMailService
 from tests.helpers.agents import AgentProcess, free_port, scrape
-from tests.helpers.configs import USERS, config_data, write_config
+from tests.helpers.configs import config_data, write_config
 from tests.helpers.waits import wait_until
 from tests.subprocess.test_prometheus_e2e import tool
 
@@ -151,11 +150,6 @@ def mdwe_supported() -> bool:
     """Whether this kernel has PR_SET_MDWE (Linux 6.3): asked of PR_GET_MDWE."""
     return int(ctypes.CDLL(None, use_errno=True).prctl(66, 0, 0, 0, 0)) >= 0
 
-
-@pytest.fixture
-async def mail() -> AsyncIterator[EmbeddedMailService]:
-    async with EmbeddedMailService(USERS) as service:
-        yield service
 
 
 @pytest.mark.skipif(not mdwe_supported(), reason="the kernel has no PR_SET_MDWE (Linux < 6.3)")

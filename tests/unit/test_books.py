@@ -17,18 +17,9 @@ from mailprobe.agent.config import MIN_RETENTION, Config, parse_config
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Sighting, Status
 from mailprobe.probes.errors import Phase, Reason
+from tests.helpers.clock import FakeClock
 
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    """A settable time source."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(state: Path, **sla: Any) -> Config:
@@ -58,7 +49,7 @@ def sent(pid: str, at: float = T0) -> Probe:
 
 def test_without_a_ledger_records_flow_and_nothing_is_written(tmp_path: Path) -> None:
     """Not opened (probe-once): records reach the listeners, no state dir is created."""
-    books = Books(config(tmp_path / "state"), Clock())
+    books = Books(config(tmp_path / "state"), FakeClock(T0).time)
     seen: list[Probe] = []
     books.listen(seen.append)
     books.submitted(sent("a" * 32))
@@ -73,7 +64,7 @@ def test_a_record_is_in_the_ledger_before_listeners_hear_of_it_and_only_once(
     tmp_path: Path,
 ) -> None:
     """The ledger row exists when a listener is called; the same arrival again is nothing."""
-    books = Books(config(tmp_path), Clock())
+    books = Books(config(tmp_path), FakeClock(T0).time)
     assert books.open() == []
     rows: list[Status | None] = []
     books.listen(lambda p: rows.append(_stored_status(tmp_path, p.probe_id)))
@@ -92,9 +83,9 @@ def _stored_status(state: Path, pid: str) -> Status | None:
 
 def test_a_missed_receive_deadline_asks_for_a_retry(tmp_path: Path) -> None:
     """An accepted probe not seen within receive_deadline wakes the route once."""
-    clock = Clock()
+    clock = FakeClock(T0)
     asked: list[str] = []
-    books = Books(config(tmp_path, receive_deadline="5m"), clock, asked.append)
+    books = Books(config(tmp_path, receive_deadline="5m"), clock.time, asked.append)
     books.open()
     books.submitted(sent("b" * 32))
     books.tick(T0 + 299.9)
@@ -108,8 +99,8 @@ def test_a_missed_receive_deadline_asks_for_a_retry(tmp_path: Path) -> None:
 
 def test_a_lost_probe_that_turns_up_is_late_with_its_true_delay(tmp_path: Path) -> None:
     """A probe lost (and let go) is matched from the ledger when it turns up: late, real delay."""
-    clock = Clock()
-    books = Books(config(tmp_path), clock)
+    clock = FakeClock(T0)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     books.submitted(sent("c" * 32))
     clock.now = T0 + 86400
@@ -125,15 +116,15 @@ def test_a_lost_probe_that_turns_up_is_late_with_its_true_delay(tmp_path: Path) 
 
 def test_probe_counters_continue_from_the_ledger_after_a_restart(tmp_path: Path) -> None:
     """sent/received/failed counts after a restart are those of the run before, then grow."""
-    clock = Clock()
-    books = Books(config(tmp_path), clock)
+    clock = FakeClock(T0)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     books.submitted(sent("e" * 32))
     books.arrival(Sighting("e" * 32, T0 + 1))
     books.submitted(Probe("f" * 32, "r", Status.FAILED, T0 + 2, phase=Phase.SMTP_AUTH,
                           reason=Reason.AUTH))  # fmt: skip
     books.close()  # as good as a SIGKILL for the counts: they come from the ledger's rows
-    books = Books(config(tmp_path), clock)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     exp = books.exported
     assert exp.counts[("r", "sent")] == 2
@@ -147,8 +138,8 @@ def test_probe_counters_continue_from_the_ledger_after_a_restart(tmp_path: Path)
 def test_exported_totals_never_go_below_what_was_exported_before(tmp_path: Path) -> None:
     """After a restart every series starts from the larger of the ledger's and the last export,
     so Prometheus never sees a decrease (which it would take for a reset)."""
-    clock = Clock()
-    books = Books(config(tmp_path), clock)
+    clock = FakeClock(T0)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     clock.now = T0 + 100
     books.tick(clock.now)
@@ -160,7 +151,7 @@ def test_exported_totals_never_go_below_what_was_exported_before(tmp_path: Path)
     saved["series"]['mailprobe_probes_sent_total{route="r"}'] = 7.0
     (tmp_path / EXPORTED_FILE).write_text(json.dumps(saved))
     clock.now = T0 + 200
-    books = Books(config(tmp_path), clock)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     seconds = books.exported.seconds
     assert seconds[(ALL_ROUTES, Check.ANY)].observed == 130.0
@@ -176,7 +167,7 @@ def test_an_exported_file_of_the_first_format_is_read(tmp_path: Path) -> None:
     """Floors written by an older agent ("route<TAB>check<TAB>kind") still hold."""
     (tmp_path / EXPORTED_FILE).write_text(json.dumps({"all\tany\tobserved": 500.0,
                                                       "r\t\tover_max": 3.0}))  # fmt: skip
-    books = Books(config(tmp_path), Clock())
+    books = Books(config(tmp_path), FakeClock(T0).time)
     books.open()
     assert books.exported.seconds[(ALL_ROUTES, Check.ANY)].observed == 500.0
     assert books.exported.over_max["r"] == 3.0
@@ -185,8 +176,8 @@ def test_an_exported_file_of_the_first_format_is_read(tmp_path: Path) -> None:
 
 def test_compaction_at_start_folds_old_rows_and_keeps_the_totals(tmp_path: Path) -> None:
     """A run older than the retention is folded into the baseline when the agent starts."""
-    clock = Clock()
-    books = Books(config(tmp_path), clock)
+    clock = FakeClock(T0)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     books.submitted(sent("e" * 32, T0 + 1))
     books.arrival(Sighting("e" * 32, T0 + 2))
@@ -195,7 +186,7 @@ def test_compaction_at_start_folds_old_rows_and_keeps_the_totals(tmp_path: Path)
     books.close()
     (tmp_path / EXPORTED_FILE).unlink()  # the totals must come from the ledger alone
     clock.now = T0 + MIN_RETENTION + 3600
-    books = Books(config(tmp_path), clock)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     assert [t.observed for t in books.exported.seconds.values()] == [60.0] * 4
     assert books.exported.counts[("r", "received")] == 1
@@ -214,9 +205,9 @@ def test_probes_of_a_route_no_longer_configured_are_matched_from_the_ledger(
         ledger.started(T0)
         ledger.record(Probe("f" * 32, "gone", Status.SENT, T0, accepted_at=T0 + 0.1))
         ledger.heartbeat(T0 + 5)
-    clock = Clock(T0 + 10)
+    clock = FakeClock(T0 + 10)
     asked: list[str] = []
-    books = Books(config(tmp_path), clock, asked.append)
+    books = Books(config(tmp_path), clock.time, asked.append)
     assert books.open() == []
     clock.now = T0 + 400
     books.tick(clock.now)
@@ -230,8 +221,8 @@ def test_a_ledger_that_cannot_be_written_keeps_records_and_writes_them_once_it_c
     tmp_path: Path,
 ) -> None:
     """Records made while writes fail are kept in order and stored once, none twice."""
-    clock = Clock()
-    books = Books(config(tmp_path), clock)
+    clock = FakeClock(T0)
+    books = Books(config(tmp_path), clock.time)
     books.open()
     books.submitted(sent("h" * 32))
     journal = books.journal
@@ -283,7 +274,7 @@ def test_a_found_late_arrival_keeps_its_flag_and_enters_no_delay(
     tmp_path: Path, found_late: bool
 ) -> None:
     """Found at reconnect: recorded, counted as received, its delay not a measurement."""
-    books = Books(config(tmp_path), Clock())
+    books = Books(config(tmp_path), FakeClock(T0).time)
     books.open()
     books.submitted(sent("j" * 32))
     got = books.arrival(Sighting("j" * 32, T0 + 30, found_late=found_late))
