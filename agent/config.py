@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailprobe.agent.budgets import DEFAULT as DEFAULT_BUDGET
 from mailprobe.agent.config_checks import (
     MIN_STEP,
     cross_problems,
@@ -62,6 +63,7 @@ from mailprobe.probes.delaysplit import ServicePatterns
 from mailprobe.probes.message import SIGNED_HEADERS
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
+MIN_BUDGET = 10  # commands: fewer leave a probe's watch with almost no look
 MIN_RETENTION = 400 * 86400.0
 """Ledger rows are kept at least this long: the report month and the rolling year before it."""
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -159,13 +161,27 @@ class SmtpEndpointConfig(Endpoint):
 
 
 class ImapEndpointConfig(Endpoint):
-    """IMAP adds the mailbox to watch and how to clean up after measuring."""
+    """IMAP adds the mailbox to watch, how to clean up after measuring, and the command budget."""
 
     mailbox: Annotated[Text, Field(min_length=1)] = "INBOX"
     idle: Flag = True
     poll_interval: StepDuration = 30.0
     # Move verified probes here instead of deleting them.
     move_to: Annotated[Text, Field(min_length=1)] | None = None
+    # IMAP commands the watcher may spend on one awaited probe, and in any minute.
+    max_commands_per_probe: Count = Field(default=DEFAULT_BUDGET.per_probe, ge=MIN_BUDGET, le=10000)
+    max_commands_per_minute: Count = Field(
+        default=DEFAULT_BUDGET.per_minute, ge=MIN_BUDGET, le=100000
+    )
+    # Probes filed as spam land here; default: the folder LIST marks \Junk.
+    junk_folder: Annotated[Text, Field(min_length=1)] | None = None
+    watch_junk: Flag = True
+
+    @model_validator(mode="after")
+    def _junk_apart(self) -> Self:
+        if self.junk_folder is not None and self.junk_folder in (self.mailbox, self.move_to):
+            raise ValueError("junk_folder: must be another folder than mailbox and move_to")
+        return self
 
 
 class Account(_Model):

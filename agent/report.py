@@ -30,7 +30,7 @@ from mailprobe.agent.durations import format_duration
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
-from mailprobe.agent.report_precision import precision_notes
+from mailprobe.agent.report_precision import arrival_errors, precision_notes
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
@@ -309,6 +309,7 @@ def build_report(
             )
         )
 
+    first = known if names[0] == ALL_ROUTES else [names[0]]
     outages: list[Outage] = []
     for (r, check), spans in sorted(base.items()):
         if route is not None and r != route:
@@ -343,5 +344,7 @@ def build_report(
         delay_average=sla.delay_average,
         delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
-        precision=precision_notes(sla, scopes[0].figures),
+        precision=precision_notes(
+            sla, scopes[0].figures, arrival_errors([p for p in probes if p.route in first])
+        ),
     )

@@ -6,6 +6,11 @@ of those routes from the moment the mailbox went away; the watcher back up is re
 routes are probed at once, so the first probe sent after the mailbox came back ends the outage. An
 open session that ends and reconnects is counted as a reconnect, not as a failure. Probes of
 other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
+
+Each watcher gets the account's command budget (``imap.max_commands_per_probe`` and
+``max_commands_per_minute``) and its junk folder; its sparse checks (the junk folder among them)
+end well inside ``sla.receive_deadline``, so a probe filed as spam is found while its receive
+sample is still open: it was delivered.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from mailprobe.agent.metrics import Metrics
 from mailprobe.agent.probe import Sighting
 from mailprobe.probes.errors import ProbeError, Reason
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy, WatchState
+from mailprobe.probes.poll import Budget, Sparse
 
 log = logging.getLogger(__name__)
+SPARSE_UNTIL = 240.0
+"""Seconds after sending of the last sparse check (junk folder), or 80 % of the receive deadline."""
 
 
 @dataclass
@@ -62,14 +70,19 @@ class Watchers:
             if acc.imap is None or not routes:
                 continue
             ep = acc.imap
+            budget = Budget(ep.max_commands_per_probe, ep.max_commands_per_minute)
             policy = WatchPolicy(
                 idle=ep.idle,
                 poll_interval=ep.poll_interval,
+                budget=budget,
+                sparse=Sparse.within(budget, min(SPARSE_UNTIL, 0.8 * config.sla.receive_deadline)),
                 move_to=ep.move_to,
                 # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
                 # backoff has up to 20 % jitter on top) tells its comeback that closely.
                 reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
                 foreign_probe_max_age=config.agent.foreign_probe_max_age,
+                watch_junk=ep.watch_junk,
+                junk_folder=ep.junk_folder,
             )
             watcher = MailboxWatcher(
                 imap_endpoint(ep, acc.address),
@@ -88,7 +101,9 @@ class Watchers:
 
     def _hooks(self, account: str) -> WatchHooks:
         metrics = self._metrics
+        commands = metrics.imap_commands.labels(account)
         return WatchHooks(
+            on_commands=commands.inc,
             on_reconnect=lambda reason: metrics.reconnects.labels(account, reason).inc(),
             on_unremoved=lambda stamp, why: metrics.unremoved.labels(account, why).inc(),
             on_foreign=lambda stamp, removed: metrics.foreign.labels(
@@ -136,7 +151,8 @@ class Watchers:
 
     def _on_arrival(self, arrival: Arrival) -> None:
         seen = Sighting(arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate,
-                        arrival.received, found_late=arrival.found_late)  # fmt: skip
+                        arrival.received, found_late=arrival.found_late, error=arrival.error,
+                        junked=arrival.junked)  # fmt: skip
         if self._books.arrival(seen) is None:
             self._metrics.unmatched.inc()
             log.info("probe id=%s route=%s arrived but was not in flight (sent %.3f)",
