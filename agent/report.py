@@ -172,6 +172,10 @@ def accounting_rules(sla: SlaConfig) -> tuple[str, ...]:
         f"{f(sla.delay_average)}). A probe is over the maximum when it arrived more than "
         f"{f(sla.delay_maximum)} after sending or had not arrived by then; it counts once, in the "
         f"month it passed the maximum (more than {sla.over_maximum_allowed} is a breach).",
+        f"A probe the provider filed into the junk folder instead of the inbox fails the "
+        f"anti-spam clause (more than {sla.junked_allowed} such probes a month is a breach); it "
+        "was delivered, so connectivity and delay count it as received. Only probes that arrived "
+        "while the junk folder was watched too are counted.",
         f"A clause is breached when the observed figures already break it whatever the "
         f"unobserved time holds (availability: even with every unobserved second up). It is kept "
         f"only when the month is over, at least {sla.coverage_floor_percent:g} % of it was "
@@ -279,6 +283,8 @@ def build_report(
             delivery=delivery,
             send=send,
             receive=receive,
+            junk_watched=sum(p.arrived and p.junked is not None for p in mine),
+            junked=sum(p.arrived and p.junked is True for p in mine),
         )
         daily = tuple(
             DayFigure(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mailprobe.agent.clauses.antispam import JunkedProbes
 from mailprobe.agent.clauses.base import (
     Clause,
     ClauseResult,
@@ -57,11 +58,10 @@ CLAUSES: tuple[Clause, ...] = (
     MaintenanceTime(),
     Availability(),
     TroubleFreeDays(),
+    JunkedProbes(),
 )
 
 NOT_MEASURED = (
-    ("anti_spam", "Anti-spam (legitimate mail not blocked): probe mail landing in Junk is not "
-                  "watched by this agent yet"),
     ("anti_virus", "Anti-virus (attachment viruses removed without delay): not probed by this "
                    "agent yet"),
     ("webmail", "Webmail opens within 10 s: not probed by this agent yet"),

@@ -73,6 +73,8 @@ class Figures:
     delivery: DelayStats = DelayStats()
     send: DelayStats = DelayStats()
     receive: DelayStats = DelayStats()
+    junk_watched: int = 0  # probes delivered while the junk folder was watched too
+    junked: int = 0  # of those, the ones filed into the junk folder
 
     @property
     def partial(self) -> bool:
