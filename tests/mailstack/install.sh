@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install what the integration mail stack needs (Debian 12, root): Postfix, Dovecot, openssl,
-# inotify-tools and a "vmail" user owning the virtual mailboxes.
+# Install what the integration mail stack needs (Debian 12, root): Postfix, Dovecot (with
+# Pigeonhole Sieve, for the junk-folder rule), openssl, inotify-tools and a "vmail" user owning
+# the virtual mailboxes.
 # Idempotent and quick when everything is present. Starts, stops, restarts, enables and disables
 # nothing: packages go in through apt-missing.sh (only what is missing, service actions
 # forbidden while it runs), so a Postfix or Dovecot already running here keeps running, with the
@@ -12,7 +13,7 @@
 set -eu
 
 HERE=$(dirname "$0")
-PACKAGES=${MAILSTACK_PACKAGES:-"postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl inotify-tools"}
+PACKAGES=${MAILSTACK_PACKAGES:-"postfix dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve openssl inotify-tools"}
 MAILNAME="mailprobe.invalid"
 VMAIL_USER="vmail"
 
