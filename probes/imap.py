@@ -149,7 +149,7 @@ class MailboxWatcher:
         self._ready_at = 0.0  # when the current session was ready
         self._next_uid = 1
         self._uidvalidity: int | None = None
-        self._foreign = ForeignProbes(self.policy.foreign_probe_max_age)
+        self._foreign = ForeignProbes(self.policy.foreign_probe_max_age, agent_id)
         self._warned_unremoved = False  # per session
         self.session: ImapSession | None = None
         self.up = False
@@ -259,7 +259,7 @@ class MailboxWatcher:
     def _idle_for(self) -> float:
         """How long to wait quietly: until IDLE needs refreshing or a foreign probe goes stale."""
         wait = self.policy.idle_refresh
-        expiry = self._foreign.next_expiry()
+        expiry = self._foreign.next_expiry(self._clock())
         if expiry is not None:
             wait = min(wait, max(1.0, expiry - self._clock()))
         return wait
