@@ -12,7 +12,6 @@ no control characters.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailprobe.agent.config_auth import Auth
 from mailprobe.agent.config_checks import (
     MIN_STEP,
     cross_problems,
@@ -48,7 +48,7 @@ from mailprobe.agent.config_types import (
     Text,
     shown,
 )
-from mailprobe.agent.config_yaml import check_values, parse_yaml, read_text
+from mailprobe.agent.config_yaml import check_values, parse_yaml, read_secret, read_text
 from mailprobe.agent.durations import (
     Duration,
     RetentionDuration,
@@ -134,13 +134,17 @@ class Endpoint(_Model):
     verify: Flag = True
     timeout: PositiveDuration = 30.0
     source_address: IpAddress | None = None
+    # Sign in with an OAuth2 bearer token instead of the password (agent/config_auth.py).
+    auth: Auth | None = None
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Self:
         if self.password_env and self.password_file:
             raise ValueError("password_file: give password_env or password_file, not both")
-        if self.username and not (self.password_env or self.password_file):
-            raise ValueError("password_env: username needs password_env or password_file")
+        if self.auth is not None and (self.password_env or self.password_file):
+            raise ValueError("auth: give a password or an auth section, not both")
+        if self.username and not (self.password_env or self.password_file or self.auth):
+            raise ValueError("password_env: username needs password_env, password_file or auth")
         return self
 
     def password(self) -> str | None:
@@ -311,22 +315,6 @@ class Config(_Model):
             if route.name == name:
                 return route
         raise KeyError(name)
-
-
-def read_secret(env: str | None, file: Path | None) -> str | None:
-    """A secret from an environment variable or the first line of a file."""
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise LookupError(f"environment variable {env} is not set")
-        return value
-    if file:
-        try:
-            lines = read_text(file, what="secret").splitlines()
-        except ValueError as exc:
-            raise LookupError(f"{file}: {exc}") from None
-        return lines[0].strip() if lines else ""
-    return None
 
 
 def parse_config(data: Any, *, check_secrets: bool = True) -> Config:

@@ -139,6 +139,9 @@ def secret_problems(config: Config) -> list[str]:
                 endpoint.password()
             except LookupError as exc:
                 problems.append(f"accounts.{name}.{proto}.password: {exc}")
+            if endpoint.auth is not None:
+                where = f"accounts.{name}.{proto}.auth"
+                problems += [f"{where}.{problem}" for problem in endpoint.auth.problems()]
             if endpoint.ca_file is not None:
                 problem = _ca_problem(endpoint.ca_file)
                 if problem is not None:
