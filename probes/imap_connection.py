@@ -278,9 +278,11 @@ class ImapConnection:
         offered = [c[5:] for c in self.capabilities if c.startswith("AUTH=")]
         mechanism = sasl.choose(offered, login.mechanism)
         if mechanism is None:
-            wanted = "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism
+            wanted = (
+                "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism.upper()
+            )
             raise AuthError(
-                f"IMAP server offers no {wanted.upper()} sign-in (offers: "
+                f"IMAP server offers no {wanted} sign-in (offers: "
                 f"{' '.join(sorted(offered))[:200] or 'none'})",
                 phase=PHASE,
             )

@@ -196,9 +196,9 @@ async def _oauth2(
     offered = client.server_auth_methods if client.supports_extension("auth") else []
     mechanism = sasl.choose(offered, login.mechanism)
     if mechanism is None:
-        wanted = "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism
+        wanted = "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism.upper()
         raise AuthError(
-            f"SMTP server offers no {wanted.upper()} AUTH (offers: "
+            f"SMTP server offers no {wanted} AUTH (offers: "
             f"{' '.join(offered).upper()[:200] or 'none'})",
             phase=phase,
         )
