@@ -1,8 +1,9 @@
 """The built-in token flows: Microsoft client credentials (msal) and Google (google-auth).
 
 Both libraries are optional (`mailprobe[microsoft]`, `mailprobe[google]`) and synchronous: they
-are imported when a flow first fetches and run in a worker thread, each HTTP request bounded by
-the auth timeout. Whatever goes wrong becomes a TokenError whose message says what: the issuer
+are imported when a flow first fetches and run in a thread of their own, each HTTP request
+bounded by the auth timeout. The thread is a daemon, not one of the loop's executor: an issuer
+that hangs while the agent stops cannot hold the process past its shutdown grace. Whatever goes wrong becomes a TokenError whose message says what: the issuer
 unreachable or not answering (the TokenCache keeps trying, so the agent recovers when it
 returns), TLS with it failing, or its refusal (`invalid_client: ...`, first line only).
 
@@ -20,19 +21,22 @@ returns), TLS with it failing, or its refusal (`invalid_client: ...`, first line
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Hashable
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mailprobe.agent.config_auth import GOOGLE_TOKEN_URI, Auth, GoogleFlow, MicrosoftFlow
 from mailprobe.agent.tokens import Token, TokenCache, TokenProvider
 from mailprobe.probes.sasl import TokenError
 
 _SHOWN = 300  # characters of an issuer's error kept
+T = TypeVar("T")
 
 
 def provider(
@@ -50,6 +54,31 @@ def provider(
     return ("google", google, username), lambda: TokenCache(
         GoogleSource(google, username, timeout), clock, timeout * 3
     )
+
+
+async def in_thread(work: Callable[[], T]) -> T:
+    """`work()` in a daemon thread; its result or exception, here on the loop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():  # the caller gave up (cancelled)
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (work(), None)
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="mailprobe-token", daemon=True).start()
+    return await future
 
 
 def _short(text: object) -> str:
@@ -109,8 +138,8 @@ class MicrosoftSource:
         return f"Microsoft token for app {self.flow.client_id} at {self.flow.authority_url}"
 
     async def fetch(self) -> Token:
-        """One client-credentials grant, in a worker thread."""
-        return await asyncio.to_thread(self._fetch)
+        """One client-credentials grant, in a thread."""
+        return await in_thread(self._fetch)
 
     def _credential(self) -> str | dict[str, str]:
         secret = self.flow.client_secret()
@@ -132,7 +161,9 @@ class MicrosoftSource:
         session = requests.Session()
         # Per request, so a ca_file wins over REQUESTS_CA_BUNDLE (a session's verify does not).
         session.request = functools.partial(  # type: ignore[method-assign]
-            session.request, timeout=self.timeout, **_verify(self.flow.ca_file)  # type: ignore[arg-type]
+            session.request,
+            timeout=self.timeout,
+            **_verify(self.flow.ca_file),  # type: ignore[arg-type]
         )
         try:
             app = msal.ConfidentialClientApplication(
@@ -186,8 +217,8 @@ class GoogleSource:
         return f"Google refresh-token grant of client {self.flow.client_id} for {self.username}"
 
     async def fetch(self) -> Token:
-        """One token request, in a worker thread."""
-        return await asyncio.to_thread(self._fetch)
+        """One token request, in a thread."""
+        return await in_thread(self._fetch)
 
     def _credentials(self) -> Any:
         from google.oauth2 import credentials, service_account

@@ -3,9 +3,11 @@ google-auth talking HTTPS to the local token issuer (tests/helpers/issuer.py).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import jwt
 import pytest
 
 from mailprobe.agent.config_auth import Auth
+from mailprobe.agent.token_flows import in_thread
 from mailprobe.agent.token_sources import CommandSource, FileToken, oauth2_login
 from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.sasl import TokenError
@@ -242,3 +245,26 @@ async def test_google_issuer_down_says_unreachable(issuer: Issuer) -> None:
             "token_uri": f"https://127.0.0.1:{closed_port()}/token"}  # fmt: skip
     with pytest.raises(TokenError, match="unreachable"):
         await oauth2_login(Auth.model_validate({"google": flow}), USER, Tokens()).token()
+
+
+async def test_a_flow_runs_in_a_daemon_thread_that_cannot_hold_up_shutdown() -> None:
+    """msal and google-auth block: their thread is a daemon, and a caller that gives up (the
+    agent stopping) is not kept waiting for it; the late result goes nowhere, quietly."""
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> int:
+        started.set()
+        release.wait(5)
+        return 1
+
+    task = asyncio.ensure_future(in_thread(work))
+    assert await asyncio.to_thread(started.wait, 5)
+    (thread,) = [t for t in threading.enumerate() if t.name == "mailprobe-token"]
+    assert thread.daemon
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    await asyncio.to_thread(thread.join, 5)
+    assert not thread.is_alive()
+    assert await in_thread(lambda: 2) == 2
