@@ -107,8 +107,12 @@ class CommandSource:
 
     @property
     def description(self) -> str:
-        """The command's program, for log lines (arguments may hold secrets: not shown)."""
-        return f"token command {Path(self.argv[0]).name} for {self.username}"
+        """The command's program (and its script, given as a path), for log lines; other
+        arguments are not shown, as they may hold secrets."""
+        shown = [Path(self.argv[0]).name]
+        if len(self.argv) > 1 and "/" in self.argv[1] and not self.argv[1].startswith("-"):
+            shown.append(Path(self.argv[1]).name)
+        return f"token command {' '.join(shown)} for {self.username}"
 
     async def fetch(self) -> Token:
         """Run the command once; its token, or TokenError with its status and stderr."""
