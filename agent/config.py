@@ -12,7 +12,6 @@ no control characters.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -20,6 +19,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictStr,
@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailprobe.agent.config_auth import Auth
 from mailprobe.agent.config_checks import (
     MIN_STEP,
     cross_problems,
@@ -48,7 +49,7 @@ from mailprobe.agent.config_types import (
     Text,
     shown,
 )
-from mailprobe.agent.config_yaml import check_values, parse_yaml, read_text
+from mailprobe.agent.config_yaml import check_values, parse_yaml, read_secret, read_text
 from mailprobe.agent.durations import (
     Duration,
     RetentionDuration,
@@ -56,6 +57,7 @@ from mailprobe.agent.durations import (
     positive,
 )
 from mailprobe.agent.logformat import LogFormat
+from mailprobe.agent.presets import PROVIDERS, MissingSignIn, fill_account
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
@@ -105,6 +107,13 @@ def _account_name(name: str) -> str:
     return name
 
 
+def _sign_in_needed(value: object) -> object:
+    """A preset account's endpoint without auth or password: say what its provider takes."""
+    if isinstance(value, MissingSignIn):
+        raise ValueError(value.message())
+    return value
+
+
 class ConfigError(Exception):
     """The config cannot be used; `problems` lists each as `key.path: message`, one line each.
 
@@ -134,13 +143,17 @@ class Endpoint(_Model):
     verify: Flag = True
     timeout: PositiveDuration = 30.0
     source_address: IpAddress | None = None
+    # Sign in with an OAuth2 bearer token instead of the password (agent/config_auth.py).
+    auth: Annotated[Auth | None, BeforeValidator(_sign_in_needed)] = None
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Self:
         if self.password_env and self.password_file:
             raise ValueError("password_file: give password_env or password_file, not both")
-        if self.username and not (self.password_env or self.password_file):
-            raise ValueError("password_env: username needs password_env or password_file")
+        if self.auth is not None and (self.password_env or self.password_file):
+            raise ValueError("auth: give a password or an auth section, not both")
+        if self.username and not (self.password_env or self.password_file or self.auth):
+            raise ValueError("password_env: username needs password_env, password_file or auth")
         return self
 
     def password(self) -> str | None:
@@ -166,17 +179,33 @@ class ImapEndpointConfig(Endpoint):
     poll_interval: StepDuration = 30.0
     # Move verified probes here instead of deleting them.
     move_to: Annotated[Text, Field(min_length=1)] | None = None
+    # The junk folder, where the server does not mark it \Junk (SPECIAL-USE); presets fill it.
+    junk_folder: Annotated[Text, Field(min_length=1)] | None = None
 
 
 class Account(_Model):
     """A mailbox the agent sends from and/or receives at."""
 
     address: Annotated[Text, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
+    # A provider's preset fills smtp and imap (agent/presets.py); what is given here wins.
+    provider: StrictStr | None = None
     smtp: SmtpEndpointConfig | None = None
     imap: ImapEndpointConfig | None = None
     # Hosts of this account's mail service in Received headers (globs, IPs, CIDRs); default:
     # the address's domain and its subdomains, plus the SMTP and IMAP hosts.
     service_hosts: tuple[Text, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return fill_account(data) if isinstance(data, dict) else data
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, name: str | None) -> str | None:
+        if name is not None and name not in PROVIDERS:
+            raise ValueError(f"{shown(name)} is not one of: {', '.join(PROVIDERS)}")
+        return name
 
     @field_validator("service_hosts")
     @classmethod
@@ -311,22 +340,6 @@ class Config(_Model):
             if route.name == name:
                 return route
         raise KeyError(name)
-
-
-def read_secret(env: str | None, file: Path | None) -> str | None:
-    """A secret from an environment variable or the first line of a file."""
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise LookupError(f"environment variable {env} is not set")
-        return value
-    if file:
-        try:
-            lines = read_text(file, what="secret").splitlines()
-        except ValueError as exc:
-            raise LookupError(f"{file}: {exc}") from None
-        return lines[0].strip() if lines else ""
-    return None
 
 
 def parse_config(data: Any, *, check_secrets: bool = True) -> Config:

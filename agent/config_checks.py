@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from mailprobe.agent.config_types import key_path, shown
 from mailprobe.agent.durations import format_duration
+from mailprobe.agent.presets import preset
 
 if TYPE_CHECKING:
     from mailprobe.agent.config import Config
@@ -71,9 +72,17 @@ def cross_problems(data: dict[str, Any]) -> list[str]:
             account = accounts.get(ref)
             if account is None:
                 problems.append(f"{where}.{key}: no account named {ref!r}")
-            elif isinstance(account, dict) and account.get(proto) is None:
+            elif isinstance(account, dict) and not _has_section(account, proto):
                 problems.append(f"{where}.{key}: account {ref!r} has no {proto} section")
     return problems + _maintenance_problems(data.get("maintenance"), seen)
+
+
+def _has_section(account: dict[str, Any], proto: str) -> bool:
+    """The account has an smtp or imap section, written or filled by its provider's preset."""
+    if proto in account:
+        return account[proto] is not None
+    provider = account.get("provider")
+    return isinstance(provider, str) and preset(provider) is not None
 
 
 def _maintenance_problems(windows: Any, routes: set[str]) -> list[str]:
@@ -139,6 +148,9 @@ def secret_problems(config: Config) -> list[str]:
                 endpoint.password()
             except LookupError as exc:
                 problems.append(f"accounts.{name}.{proto}.password: {exc}")
+            if endpoint.auth is not None:
+                where = f"accounts.{name}.{proto}.auth"
+                problems += [f"{where}.{problem}" for problem in endpoint.auth.problems()]
             if endpoint.ca_file is not None:
                 problem = _ca_problem(endpoint.ca_file)
                 if problem is not None:

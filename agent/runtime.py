@@ -33,6 +33,7 @@ from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.scheduler import Scheduler
 from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
+from mailprobe.agent.tokens import Tokens
 from mailprobe.agent.watchers import Watchers
 from mailprobe.agent.webconfig import WebConfig
 from mailprobe.probes.errors import Phase, Reason
@@ -65,6 +66,8 @@ class Agent:
         secret = config.agent.secret()
         # Who this agent is among those sharing a mailbox: kept in the state dir across restarts.
         self.identity = identity or load_or_create(config.agent.state_dir)
+        # Bearer tokens for OAuth2 sign-in, one cache per source, shared by SMTP and IMAP.
+        self.tokens = Tokens(self.clock.time)
         self._splitter = DelaySplitter(config)
         self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply)
         accounts = [
@@ -79,14 +82,14 @@ class Agent:
         )  # fmt: skip
         self.submitter = Submitter(
             config, secret, self.clock, self._stopping, self.identity, self.books.attempting,
-            self.books.abandoned,
+            self.books.abandoned, self.tokens,
         )  # fmt: skip
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng
         )
         self.watchers = Watchers(
             config, secret, self.clock, self.books, self.metrics,
-            lambda route: self.scheduler.wake(route, now=True), self.identity,
+            lambda route: self.scheduler.wake(route, now=True), self.identity, self.tokens,
         )  # fmt: skip
         self.books.listen(self._log)
         self.books.listen(lambda p: self.metrics.probe(p, self.clock.time()))
@@ -192,6 +195,7 @@ class Agent:
             forced.cancel()
             sup.cancel()
         await self.watchers.close()
+        await self.tokens.close()
 
     async def _ticker(self) -> None:
         last_tick = self.clock.time()

@@ -16,6 +16,7 @@ from mailprobe.agent.clock import Clock
 from mailprobe.agent.config import Config, Route
 from mailprobe.agent.endpoints import smtp_endpoint
 from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.errors import Phase, ProbeError, Reason
 from mailprobe.probes.message import build_probe
 from mailprobe.probes.smtp import SmtpEndpoint, SubmitResult, submit
@@ -38,6 +39,7 @@ class Submitter:
         identity: str | None = None,
         on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
         on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
+        tokens: Tokens | None = None,
     ) -> None:
         self._config = config
         self._identity = identity
@@ -48,7 +50,9 @@ class Submitter:
         self._stopping = stopping
         self.extra_headers: dict[str, str] = dict(config.agent.extra_headers)
         self._smtp: dict[str, SmtpEndpoint] = {
-            name: smtp_endpoint(acc.smtp) for name, acc in config.accounts.items() if acc.smtp
+            name: smtp_endpoint(acc.smtp, tokens, acc.address)
+            for name, acc in config.accounts.items()
+            if acc.smtp
         }
         self._per_endpoint: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._all = asyncio.Semaphore(MAX_OPEN)

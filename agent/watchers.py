@@ -22,6 +22,7 @@ from mailprobe.agent.config import Config
 from mailprobe.agent.endpoints import imap_endpoint
 from mailprobe.agent.metrics import Metrics
 from mailprobe.agent.probe import Sighting
+from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.errors import ProbeError, Reason
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy, WatchState
 
@@ -51,6 +52,7 @@ class Watchers:
         metrics: Metrics,
         on_back: Callable[[str], None],
         identity: str | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         self._books = books
         self._metrics = metrics
@@ -72,7 +74,7 @@ class Watchers:
                 foreign_probe_max_age=config.agent.foreign_probe_max_age,
             )
             watcher = MailboxWatcher(
-                imap_endpoint(ep, acc.address),
+                imap_endpoint(ep, acc.address, tokens),
                 secret,
                 self._on_arrival,
                 self._state_callback(name),

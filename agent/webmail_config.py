@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mailprobe.agent.config import ConfigError, PositiveDuration, read_secret
+from mailprobe.agent.config import ConfigError, PositiveDuration
+from mailprobe.agent.config_yaml import read_secret
 from mailprobe.agent.durations import format_duration
 from mailprobe.probes.webmail import (
     BROWSER_EXTRA_HINT,

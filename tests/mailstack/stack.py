@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import grp
 import os
 import pwd
@@ -99,6 +100,8 @@ class MailStack:
     hold_header = "X-Mailprobe-Hold"
     #: Accepted by Postfix but unknown to Dovecot: mail to it bounces back to the sender.
     bounce_address = "ghost@probe.test"
+    #: The `iss` of the tokens Dovecot accepts (a name only: Dovecot never connects to it).
+    oauth2_issuer = "https://issuer.test"
 
     def __init__(self, *, keep_dir: bool = False, timeout: float = 15.0) -> None:
         self.keep_dir = keep_dir
@@ -114,6 +117,8 @@ class MailStack:
         self._rejects: dict[str, int] = {}
         #: The CA that signed the servers' certificate; written by start().
         self.ca_file = Path()
+        #: The HS256 key Dovecot checks bearer tokens (JWTs from oauth2_issuer) with.
+        self.oauth2_key = secrets.token_bytes(32)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -223,8 +228,24 @@ class MailStack:
         # Dovecot's auth process reads it as the dovecot user.
         layout.dovecot_users.chmod(0o640)
         os.chown(layout.dovecot_users, 0, pwd.getpwnam("dovecot").pw_gid)
+        self._write_oauth2_files()
         # Mailboxes exist before the first delivery, so watchers can be set up right away.
         make_maildirs(layout.vmail, [layout.maildir(address) for address in self.users], vmail)
+
+    def _write_oauth2_files(self) -> None:
+        layout = self.layout
+        layout.dovecot_oauth2.write_text(config.dovecot_oauth2_conf(layout, self.oauth2_issuer))
+        key = layout.oauth2_keys / "default" / "HS256" / "default"
+        key.parent.mkdir(parents=True)
+        key.write_text(base64.b64encode(self.oauth2_key).decode())
+        # Dovecot's auth process reads them as the dovecot user.
+        dovecot_gid = pwd.getpwnam("dovecot").pw_gid
+        for path in (layout.dovecot_oauth2, key):
+            path.chmod(0o640)
+            os.chown(path, 0, dovecot_gid)
+        for directory in (layout.oauth2_keys, key.parent.parent, key.parent):
+            directory.chmod(0o750)
+            os.chown(directory, 0, dovecot_gid)
 
     # -- Postfix -----------------------------------------------------------------------------
 
