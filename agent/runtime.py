@@ -2,7 +2,7 @@
 
 Startup opens the books (the ledger, and the probes still in flight from a previous run), binds the
 HTTP endpoint and starts, each under the supervisor, a watcher per receiving mailbox, a loop per
-route and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
+route, a loop per webmail check (``mailprobe.agent.webmail_runner``) and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
 records -> books (ledger, accounting, counts) -> listeners (log, metrics, the demo's view).
 
 ``stop()`` only sets an event (safe from a signal handler): submissions that started get
@@ -35,6 +35,9 @@ from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
 from mailprobe.agent.watchers import Watchers
 from mailprobe.agent.webconfig import WebConfig
+from mailprobe.agent.webmail_metrics import WebmailMetrics
+from mailprobe.agent.webmail_runner import WebmailRunner
+from mailprobe.agent.webmail_sample import WebmailSample
 from mailprobe.probes.errors import Phase, Reason
 from mailprobe.probes.message import new_probe_id
 
@@ -87,6 +90,13 @@ class Agent:
         self.watchers = Watchers(
             config, secret, self.clock, self.books, self.metrics,
             lambda route: self.scheduler.wake(route, now=True), self.identity,
+        )  # fmt: skip
+        self.webmail_metrics = WebmailMetrics(
+            self.registry, (c.name for c in config.webmail), self.books, config.sla.webmail.limit
+        )
+        self.webmail = WebmailRunner(
+            config.webmail, config.agent.state_dir, self.clock, self._webmail_loaded,
+            self.books.webmail.unsettled, config.sla.confirm_retry, self._stopping,
         )  # fmt: skip
         self.books.listen(self._log)
         self.books.listen(lambda p: self.metrics.probe(p, self.clock.time()))
@@ -177,6 +187,8 @@ class Agent:
                 sup.start(f"watcher:{name}", watch.watcher.run)
             for route in self.config.routes:
                 sup.start(f"route:{route.name}", functools.partial(self.scheduler.run, route))
+            for check in self.config.webmail:
+                sup.start(f"webmail:{check.name}", functools.partial(self.webmail.run, check))
             sup.start("ticker", self._ticker)
             self.ready.set()
             await self._stopping.wait()
@@ -205,6 +217,10 @@ class Agent:
                 self.books.sweep(now)
 
     # -- probing
+
+    def _webmail_loaded(self, sample: WebmailSample) -> None:
+        self.books.record_webmail(sample)
+        self.webmail_metrics.sample(sample)
 
     def _receive_failed(self, route: str) -> None:
         self.scheduler.wake(route)

@@ -1,0 +1,47 @@
+"""What every config section shares: the error that lists its problems, secrets, durations.
+
+Apart from ``mailprobe.agent.config`` so that sections defined in modules of their own (the
+``webmail:`` entries of ``mailprobe.agent.webmail_config``) can use them and still be fields of
+``Config``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from mailprobe.agent.config_yaml import read_text
+from mailprobe.agent.durations import Duration, positive
+
+PositiveDuration = Annotated[Duration, AfterValidator(positive)]
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` lists each as `key.path: message`, one line each.
+
+    `path` is the file, when the config came from one.
+    """
+
+    def __init__(self, problems: list[str], *, path: Path | None = None) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        self.path = path
+
+
+def read_secret(env: str | None, file: Path | None) -> str | None:
+    """A secret from an environment variable or the first line of a file."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise LookupError(f"environment variable {env} is not set")
+        return value
+    if file:
+        try:
+            lines = read_text(file, what="secret").splitlines()
+        except ValueError as exc:
+            raise LookupError(f"{file}: {exc}") from None
+        return lines[0].strip() if lines else ""
+    return None
