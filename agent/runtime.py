@@ -218,6 +218,14 @@ class Agent:
 
     # -- probing
 
+    async def load_webmail(self, name: str) -> WebmailSample | None:
+        """Load webmail check ``name`` once now and record it (as its loop does)."""
+        check = next(c for c in self.config.webmail if c.name == name)
+        sample = await self.webmail.load(check)
+        if sample is not None:
+            self._webmail_loaded(sample)
+        return sample
+
     def _webmail_loaded(self, sample: WebmailSample) -> None:
         self.books.record_webmail(sample)
         self.webmail_metrics.sample(sample)
