@@ -211,6 +211,16 @@ class Books:
             self.journal.write(sample)
         self._write_all(self.webmail.record(sample))
 
+    def antivirus_history(self) -> list[AntivirusTest]:
+        """The ledger's anti-virus tests (to continue their schedule and pending ones)."""
+        if self._ledger is None:
+            return []
+        try:
+            return self._ledger.antivirus()
+        except sqlite3.Error as exc:
+            log.warning("ledger read (anti-virus tests) failed: %s", exc)
+            return []
+
     def record_antivirus(self, test: AntivirusTest) -> None:
         """An anti-virus test sent, decided, or given its follow-up: into the ledger."""
         if self.journal is not None:

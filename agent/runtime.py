@@ -2,7 +2,8 @@
 
 Startup opens the books (the ledger, and the probes still in flight from a previous run), binds the
 HTTP endpoint and starts, each under the supervisor, a watcher per receiving mailbox, a loop per
-route, a loop per webmail check (``mailprobe.agent.webmail_runner``) and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
+route, a loop per webmail check (``mailprobe.agent.webmail_runner``), one per route that sends
+anti-virus tests (``mailprobe.agent.antivirus``) and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
 records -> books (ledger, accounting, counts) -> listeners (log, metrics, the demo's view).
 
 ``stop()`` only sets an event (safe from a signal handler): submissions that started get
@@ -22,7 +23,10 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry
 
 from mailprobe.agent import __version__
+from mailprobe.agent.antivirus import AntivirusRunner
+from mailprobe.agent.antivirus_test import AntivirusTest
 from mailprobe.agent.books import SWEEP_INTERVAL, TICK_INTERVAL, Books, Listener
+from mailprobe.agent.clause_metrics import ClauseMetrics
 from mailprobe.agent.clock import Clock, SystemClock
 from mailprobe.agent.config import Config, Route
 from mailprobe.agent.delays import DelaySplitter
@@ -87,9 +91,13 @@ class Agent:
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng
         )
+        self.clause_metrics = ClauseMetrics(self.registry, config)
+        self.antivirus = AntivirusRunner(
+            config, secret, self.identity, self.clock, self._antivirus_recorded, self.probe
+        )
         self.watchers = Watchers(
             config, secret, self.clock, self.books, self.metrics,
-            lambda route: self.scheduler.wake(route, now=True), self.identity,
+            lambda route: self.scheduler.wake(route, now=True), self.identity, self.antivirus,
         )  # fmt: skip
         self.webmail_metrics = WebmailMetrics(
             self.registry, (c.name for c in config.webmail), self.books, config.sla.webmail.limit
@@ -163,6 +171,7 @@ class Agent:
         try:
             # Before any watcher runs, so probes sent before a restart are matched on arrival.
             self.books.open()
+            self.antivirus.restore(self.books.antivirus_history())
             if self.http is not None:
                 await self.http.start()
                 log.info("serving metrics on %s/metrics", self.http.url)
@@ -187,6 +196,8 @@ class Agent:
                 sup.start(f"watcher:{name}", watch.watcher.run)
             for route in self.config.routes:
                 sup.start(f"route:{route.name}", functools.partial(self.scheduler.run, route))
+            for route in self.antivirus.routes:
+                sup.start(f"antivirus:{route.name}", functools.partial(self.antivirus.run, route))
             for check in self.config.webmail:
                 sup.start(f"webmail:{check.name}", functools.partial(self.webmail.run, check))
             sup.start("ticker", self._ticker)
@@ -225,6 +236,10 @@ class Agent:
         if sample is not None:
             self._webmail_loaded(sample)
         return sample
+
+    def _antivirus_recorded(self, test: AntivirusTest) -> None:
+        self.books.record_antivirus(test)
+        self.clause_metrics.antivirus(test)
 
     def _webmail_loaded(self, sample: WebmailSample) -> None:
         self.books.record_webmail(sample)
