@@ -27,6 +27,7 @@ from tests.helpers.waits import wait_until
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
 
 
+
 def config_for(
     svc: EmbeddedMailService, *, security: str = "starttls", bob_pw: str = "bob-pw", **route: Any
 ) -> Config:

@@ -72,9 +72,7 @@ def assert_gauges_are_the_report(agent: Agent, report: Report) -> None:
     over = sample(agent, "mailprobe_contract_month_probes_over_max", route="a2b")
     assert over == route.delivery.over_max
     labels = {"timezone": TZ}
-    assert (
-        sample(agent, "mailprobe_contract_month_start_timestamp_seconds", **labels) == report.start
-    )
+    assert sample(agent, "mailprobe_contract_month_start_timestamp_seconds", **labels) == report.start
     assert sample(agent, "mailprobe_contract_month_end_timestamp_seconds", **labels) == report.end
 
 

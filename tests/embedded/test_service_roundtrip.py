@@ -89,7 +89,9 @@ async def test_each_user_reads_only_their_own_mail(mail: EmbeddedMailService) ->
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-async def test_smtp_accepts_auth_mechanism(mail: EmbeddedMailService, mechanism: str) -> None:
+async def test_smtp_accepts_auth_mechanism(
+    mail: EmbeddedMailService, mechanism: str
+) -> None:
     """AUTH PLAIN and AUTH LOGIN both log in with the user's password."""
     client = smtp_client(mail)
     async with client:

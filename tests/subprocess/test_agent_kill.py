@@ -25,6 +25,7 @@ from tests.helpers.waits import wait_until
 HOLD = 6.0  # seconds the service holds each delivery while the first agent runs
 
 
+
 async def test_sigkill_with_probes_in_flight_counts_each_once_with_its_true_delay(
     mail: EmbeddedMailService, tmp_path: Path
 ) -> None:

@@ -53,18 +53,10 @@ def valid(tmp_path: Path) -> dict[str, object]:
                 "username": "probe@example.com", "password_file": str(tmp_path / "pw"),
                 "timeout": "30s"}  # fmt: skip
     return {
-        "agent": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "state_dir": str(tmp_path / "state"),
-            "secret_file": str(tmp_path / "secret"),
-        },
-        "accounts": {
-            "probe": {
-                "address": "probe@example.com",
-                "smtp": dict(endpoint),
-                "imap": dict(endpoint),
-            }
-        },
+        "agent": {"listen": f"127.0.0.1:{free_port()}", "state_dir": str(tmp_path / "state"),
+                  "secret_file": str(tmp_path / "secret")},
+        "accounts": {"probe": {"address": "probe@example.com", "smtp": dict(endpoint),
+                               "imap": dict(endpoint)}},
         "routes": [{"name": "internal", "from": "probe", "to": "probe", "interval": "1m"}],
     }
 
@@ -192,9 +184,7 @@ def test_probe_once_unknown_route(valid: dict[str, object], tmp_path: Path) -> N
     )
 
 
-def test_every_problem_of_a_config_is_its_own_line(
-    valid: dict[str, object], tmp_path: Path
-) -> None:
+def test_every_problem_of_a_config_is_its_own_line(valid: dict[str, object], tmp_path: Path) -> None:
     """Several mistakes at once: one line each, every line naming the file and a key."""
     valid["agent"]["max_concurrency"] = True  # type: ignore[index]
     valid["routes"][0]["interval"] = "0s"  # type: ignore[index]

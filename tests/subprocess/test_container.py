@@ -141,8 +141,7 @@ async def endpoint() -> AsyncIterator[Callable[[str], Any]]:
         command, env = healthcheck_command()
         env = {**os.environ, **env, "MAILPROBE_HEALTHZ": f"http://127.0.0.1:{server.port}/healthz"}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *command[1:], env=env, stderr=asyncio.subprocess.DEVNULL
-        )
+            sys.executable, *command[1:], env=env, stderr=asyncio.subprocess.DEVNULL)
         return await asyncio.wait_for(proc.wait(), 10)
 
     yield health_check
@@ -314,9 +313,7 @@ def test_prometheus_in_compose_loads_every_shipped_rule_file(tmp_path: Path) -> 
     done = subprocess.run([promtool, "check", "config", str(root / "etc/prometheus/prometheus.yml")],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    shipped = [
-        p for d in ("rules", "alerts") for p in (ROOT / "config/prometheus" / d).glob("*.yml")
-    ]
+    shipped = [p for d in ("rules", "alerts") for p in (ROOT / "config/prometheus" / d).glob("*.yml")]
     assert f"SUCCESS: {len(shipped)} rule files found" in done.stdout
     flags = compose()["services"]["prometheus"]["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in flags
@@ -329,12 +326,8 @@ def test_compose_prometheus_config_is_the_shipped_one_but_for_service_names() ->
     shipped = yaml.safe_load((ROOT / "config/prometheus/prometheus.yml").read_text())
     ours = yaml.safe_load((HERE / "prometheus.yml").read_text())
     targets = {"127.0.0.1:9478": "mailprobe:9478", "127.0.0.1:9093": "alertmanager:9093"}
-    as_compose = json.loads(
-        json.dumps(shipped),
-        object_hook=lambda d: {
-            k: [targets.get(t, t) for t in v] if k == "targets" else v for k, v in d.items()
-        },
-    )
+    as_compose = json.loads(json.dumps(shipped), object_hook=lambda d: {
+        k: [targets.get(t, t) for t in v] if k == "targets" else v for k, v in d.items()})
     assert ours == as_compose
 
 
@@ -353,15 +346,11 @@ def test_grafana_is_provisioned_with_the_shipped_dashboards_and_the_compose_prom
     """In Grafana's container: the dashboard provider's path holds every shipped dashboard,
     and the datasource (the shipped one, but for its URL) points at the compose Prometheus."""
     root = lay_out("grafana", tmp_path)
-    provider = yaml.safe_load(
-        (root / "etc/grafana/provisioning/dashboards/mailprobe.yaml").read_text()
-    )
+    provider = yaml.safe_load((root / "etc/grafana/provisioning/dashboards/mailprobe.yaml").read_text())
     path = root / provider["providers"][0]["options"]["path"].lstrip("/")
     shipped = sorted(p.name for p in (ROOT / "grafana/dashboards").glob("*.json"))
     assert sorted(p.name for p in path.glob("*.json")) == shipped
-    ours = yaml.safe_load(
-        (root / "etc/grafana/provisioning/datasources/mailprobe.yaml").read_text()
-    )
+    ours = yaml.safe_load((root / "etc/grafana/provisioning/datasources/mailprobe.yaml").read_text())
     base = yaml.safe_load((ROOT / "grafana/provisioning/datasources/mailprobe.yaml").read_text())
     assert ours["datasources"][0].pop("url") == "http://prometheus:9090"
     base["datasources"][0].pop("url")

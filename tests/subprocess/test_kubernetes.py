@@ -238,10 +238,7 @@ def test_the_pod_runs_as_the_images_user_non_root_on_a_read_only_root() -> None:
     pod = deployment()["spec"]["template"]["spec"]
     image_user = one(final_stage(), "USER").args.split(":")
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert [
-        str(pod["securityContext"]["runAsUser"]),
-        str(pod["securityContext"]["runAsGroup"]),
-    ] == image_user
+    assert [str(pod["securityContext"]["runAsUser"]), str(pod["securityContext"]["runAsGroup"])] == image_user
     ctx = container()["securityContext"]
     assert ctx == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                    "capabilities": {"drop": ["ALL"]}}  # fmt: skip
@@ -289,9 +286,7 @@ def test_the_service_and_service_monitor_reach_the_vantages_metrics_port() -> No
     (port,) = service["spec"]["ports"]
     assert port["targetPort"] == container()["ports"][0]["name"]
     (monitor,) = by_kind("ServiceMonitor")
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    )
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == port["name"]
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
@@ -311,9 +306,7 @@ async def test_probes_ask_the_agent_paths_that_mean_what_they_should(
 ) -> None:
     """Readiness asks /healthz (503 while a watcher is down: not ready); liveness and startup
     ask /-/healthy (200 as long as the agent answers), so a provider outage never restarts it."""
-    probes = {
-        k: container()[k]["httpGet"] for k in ("readinessProbe", "livenessProbe", "startupProbe")
-    }
+    probes = {k: container()[k]["httpGet"] for k in ("readinessProbe", "livenessProbe", "startupProbe")}
     assert {p["port"] for p in probes.values()} == {container()["ports"][0]["name"]}
 
     async def status(path: str) -> int:
@@ -340,10 +333,6 @@ def test_readme_command_for_another_vantage_makes_a_valid_distinct_one(tmp_path:
     b_objects = documents(tmp_path / "vantage-b.yaml")
     assert [p for o in b_objects for p in schema_problems(o)] == []
     a_objects = documents(K8S / "vantage-a.yaml")
-    assert {o["metadata"]["name"] for o in a_objects}.isdisjoint(
-        o["metadata"]["name"] for o in b_objects
-    )
-    a_dep, b_dep = (
-        next(o for o in objs if o["kind"] == "Deployment") for objs in (a_objects, b_objects)
-    )
+    assert {o["metadata"]["name"] for o in a_objects}.isdisjoint(o["metadata"]["name"] for o in b_objects)
+    a_dep, b_dep = (next(o for o in objs if o["kind"] == "Deployment") for objs in (a_objects, b_objects))
     assert a_dep["spec"]["selector"] != b_dep["spec"]["selector"]

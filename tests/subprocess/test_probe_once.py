@@ -114,11 +114,7 @@ async def test_smtp_server_that_never_greets(mail: EmbeddedMailService, tmp_path
         code, out, took = await probe_once(data, tmp_path, "--timeout", str(TIMEOUT), "--json")
     result = json.loads(out)
     assert code == 2
-    assert (result["status"], result["phase"], result["reason"]) == (
-        "failed",
-        "smtp_submit",
-        "timeout",
-    )
+    assert (result["status"], result["phase"], result["reason"]) == ("failed", "smtp_submit", "timeout")
     assert took < TIMEOUT + SLACK
 
 

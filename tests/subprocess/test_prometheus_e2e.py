@@ -521,9 +521,7 @@ async def test_month_figures_are_the_agent_s_contract_month(scene: Scene) -> Non
     async def same_down() -> bool:  # the rule follows the next scrape and evaluation
         return await prom.value(month_down) == agent_down
 
-    await poll(
-        same_down, 3 * SCRAPE_INTERVAL + 5, "the month rule to show the agent's figure", prom
-    )
+    await poll(same_down, 3 * SCRAPE_INTERVAL + 5, "the month rule to show the agent's figure", prom)
 
     async def instances(expr: str) -> set[str]:
         body = await prom.get("/api/v1/query", query=f"count by (instance) ({expr})")

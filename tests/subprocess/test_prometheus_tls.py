@@ -104,9 +104,7 @@ async def test_prometheus_scrapes_over_tls_with_basic_auth_and_nothing_else_gets
             scraped = [t for t in seen.values() if t.get("lastScrape", "").startswith("20")]
             if len(scraped) == 3 and seen["tls_auth"]["health"] == "up":
                 break
-            assert loop.time() < deadline, (
-                f"targets: {seen}\n{(tmp_path / 'agent.log').read_text()[-2000:]}"
-            )
+            assert loop.time() < deadline, f"targets: {seen}\n{(tmp_path / 'agent.log').read_text()[-2000:]}"
             await asyncio.sleep(0.2)
         assert seen["wrong_password"]["health"] == "down"
         assert "401 Unauthorized" in seen["wrong_password"]["lastError"]
@@ -123,7 +121,6 @@ async def test_prometheus_scrapes_over_tls_with_basic_auth_and_nothing_else_gets
             prom.terminate()
             await asyncio.wait_for(prom.wait(), 15)
         await agent.ensure_gone()
-    assert (
-        f"serving metrics on https://127.0.0.1:{agent_port}/metrics"
-        in (tmp_path / "agent.log").read_text()
-    )
+    assert f"serving metrics on https://127.0.0.1:{agent_port}/metrics" in (
+        tmp_path / "agent.log"
+    ).read_text()

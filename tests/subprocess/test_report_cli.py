@@ -124,9 +124,7 @@ def test_text_and_markdown_reports_default_to_last_month(run: dict[str, Any], mo
     text = report(run["config"])
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(f"SLA report {month}")
-    assert (
-        text.stderr == f"mailprobe: reporting {month} (the previous month); choose with --month\n"
-    )
+    assert text.stderr == f"mailprobe: reporting {month} (the previous month); choose with --month\n"
     assert "Account (all routes)" in text.stdout
     assert "Route a2b" in text.stdout
     assert "Outages\n=======" in text.stdout
@@ -144,9 +142,7 @@ def test_html_report_is_one_self_contained_page(run: dict[str, Any], tmp_path: P
     assert proc.stdout == ""
     page = out.read_text()
     assert page.startswith("<!doctype html>")
-    assert (
-        "<th>Clause</th><th class=num>Measured</th><th class=num>Limit</th><th>Verdict</th>" in page
-    )
+    assert "<th>Clause</th><th class=num>Measured</th><th class=num>Limit</th><th>Verdict</th>" in page
     for heading in ("Outage timeline", "Daily downtime", "Delivery delay"):
         assert f"<h2>{heading}</h2>" in page
     assert page.count("data:image/svg+xml;base64,") >= 3

@@ -182,7 +182,9 @@ def agent_config(tmp_path: Path) -> Path:
     return folder / "c.yaml"
 
 
-def test_run_with_a_bad_web_config_exits_2_with_one_line(pki: Pki, agent_config: Path) -> None:
+def test_run_with_a_bad_web_config_exits_2_with_one_line(
+    pki: Pki, agent_config: Path
+) -> None:
     """`mailprobe run --web.config.file` naming a missing key file: exit 2, one line on stderr
     naming the file and the key, no traceback, nothing started."""
     bad = web_file(pki.dir, {"tls_server_config": {**TLS, "key_file": "missing.key"}})
@@ -308,15 +310,8 @@ async def test_a_client_that_does_not_trust_the_server_certificate_fails(serve: 
 async def test_required_client_certificates_are_verified(pki: Pki, serve: Any) -> None:
     """RequireAndVerifyClientCert: a client with a certificate from the client CA is served;
     one without is refused in the handshake."""
-    server = await serve(
-        {
-            "tls_server_config": {
-                **TLS,
-                "client_auth_type": "RequireAndVerifyClientCert",
-                "client_ca_file": "ca.pem",
-            }
-        }
-    )
+    server = await serve({"tls_server_config": {
+        **TLS, "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": "ca.pem"}})
     assert (await get(server.port, ctx=pki.client_context(with_cert=True))).status == 200
     # TLS 1.3 reports the missing certificate after the client's handshake, at its first read.
     try:
@@ -332,12 +327,8 @@ async def test_required_client_certificates_are_verified(pki: Pki, serve: Any) -
 
 async def test_basic_auth_without_tls_and_the_configured_headers(serve: Any) -> None:
     """basic_auth_users alone protects plain HTTP; http_server_config.headers are sent."""
-    server = await serve(
-        {
-            "basic_auth_users": {"prometheus": HASH},
-            "http_server_config": {"headers": {"X-Frame-Options": "deny"}},
-        }
-    )
+    server = await serve({"basic_auth_users": {"prometheus": HASH},
+                          "http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
     assert server.url.startswith("http://")
     assert (await get(server.port)).status == 401
     reply = await get(server.port, "/healthz", user="prometheus", password=PASSWORD)

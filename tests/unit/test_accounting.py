@@ -101,9 +101,7 @@ def test_accepted_but_undelivered_probes_make_receive_down_from_the_first_send_t
     ]
 
 
-def test_a_mailbox_that_cannot_be_opened_is_receive_down_until_a_probe_sent_after_it_is_back() -> (
-    None
-):
+def test_a_mailbox_that_cannot_be_opened_is_receive_down_until_a_probe_sent_after_it_is_back() -> None:
     """Down from the moment the mailbox went away; probes sent meanwhile end nothing."""
     acc, sim = make()
     sim.steady("a", 0, 1000)

@@ -218,9 +218,7 @@ def test_a_month_in_progress_is_not_kept_yet_and_gets_a_projection() -> None:
 def test_trouble_free_days_count_only_observed_days() -> None:
     """Nothing observed is not 365 trouble-free days; a breach is certain when the year says so."""
     nothing = figures(observed_seconds=0.0, year_observed_days=0, year_observed_percent=0.0)
-    tfd = next(
-        r for r in evaluate(nothing, SlaConfig(), Scope.ACCOUNT) if r.clause == "trouble_free_days"
-    )
+    tfd = next(r for r in evaluate(nothing, SlaConfig(), Scope.ACCOUNT) if r.clause == "trouble_free_days")
     assert (tfd.measured, tfd.verdict) == (0.0, Verdict.NOT_ENOUGH_DATA)
     assert tfd.needed == "360 more observed trouble-free days"
     bad = figures(year_failure_days=6)

@@ -124,9 +124,7 @@ def test_check_config_cli_exits_2_without_traceback(files: dict[str, Path]) -> N
 
 def test_shipped_example_config_is_valid() -> None:
     """config/example.yaml validates (secrets aside: they live on the real host)."""
-    load_config(
-        Path(__file__).resolve().parents[2] / "config" / "example.yaml", check_secrets=False
-    )
+    load_config(Path(__file__).resolve().parents[2] / "config" / "example.yaml", check_secrets=False)
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,8 @@ def base(tmp_path: Path) -> dict[str, Any]:
     endpoint = {"security": "tls", "username": "probe@example.com",
                 "password_file": str(tmp_path / "pw")}  # fmt: skip
     return {
-        "agent": {
-            "listen": "127.0.0.1:9478",
-            "state_dir": str(tmp_path / "state"),
-            "secret_file": str(tmp_path / "secret"),
-        },
+        "agent": {"listen": "127.0.0.1:9478", "state_dir": str(tmp_path / "state"),
+                  "secret_file": str(tmp_path / "secret")},
         "accounts": {
             "probe": {
                 "address": "probe@example.com",
@@ -271,9 +268,7 @@ def test_a_password_with_a_line_break_is_refused_without_showing_it(
     data = with_value(base, "accounts.probe.imap.password_file", None)
     data = with_value(data, "accounts.probe.imap.password_env", "MP_BOUNDARY_PW")
     (problem,) = problems_of(data, tmp_path)
-    assert (
-        problem == "accounts.probe.imap.password: the password contains a NUL, CR or LF character"
-    )
+    assert problem == "accounts.probe.imap.password: the password contains a NUL, CR or LF character"
 
 
 def test_non_text_keys_are_named(base: dict[str, Any], tmp_path: Path) -> None:

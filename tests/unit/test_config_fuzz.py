@@ -32,65 +32,28 @@ def template(files: Path) -> dict[str, Any]:
     endpoint = {"security": "starttls", "username": "probe@example.com",
                 "password_file": str(files / "pw"), "timeout": "10s"}  # fmt: skip
     return {
-        "agent": {
-            "listen": "127.0.0.1:9478",
-            "state_dir": str(files / "state"),
-            "secret_file": str(files / "secret"),
-            "max_concurrency": 4,
-            "extra_headers": {"X-Filter": "probe"},
-            "ledger_retention": "400d",
-        },
+        "agent": {"listen": "127.0.0.1:9478", "state_dir": str(files / "state"),
+                  "secret_file": str(files / "secret"), "max_concurrency": 4,
+                  "extra_headers": {"X-Filter": "probe"}, "ledger_retention": "400d"},
         "accounts": {
             "probe": {
                 "address": "probe@example.com",
-                "smtp": {
-                    "host": "smtp.example.com",
-                    "port": 587,
-                    "helo_name": "probe.example",
-                    **endpoint,
-                },
-                "imap": {
-                    "host": "imap.example.com",
-                    "port": 143,
-                    "mailbox": "INBOX",
-                    "move_to": "Probes",
-                    "idle": True,
-                    "poll_interval": "30s",
-                    **endpoint,
-                },
+                "smtp": {"host": "smtp.example.com", "port": 587, "helo_name": "probe.example",
+                         **endpoint},
+                "imap": {"host": "imap.example.com", "port": 143, "mailbox": "INBOX",
+                         "move_to": "Probes", "idle": True, "poll_interval": "30s", **endpoint},
                 "service_hosts": ["*.example.com"],
             }
         },
-        "routes": [
-            {
-                "name": "internal",
-                "from": "probe",
-                "to": "probe",
-                "interval": "1m",
-                "jitter": "5s",
-                "overdue_after": "1h",
-                "lost_after": "1d",
-            }
-        ],
-        "sla": {
-            "timezone": "Europe/Berlin",
-            "disconnection_minutes": 44,
-            "ratio_mode": False,
-            "trouble_free_days": 360,
-            "confirm_retry": "15s",
-            "confirm_within": "2m",
-            "remedies": {"delay": {"kind": "double_service_time", "coefficient": 1.0}},
-            "compensation": {"contract_total": 12000, "currency": "EUR"},
-        },
+        "routes": [{"name": "internal", "from": "probe", "to": "probe", "interval": "1m",
+                    "jitter": "5s", "overdue_after": "1h", "lost_after": "1d"}],
+        "sla": {"timezone": "Europe/Berlin", "disconnection_minutes": 44, "ratio_mode": False,
+                "trouble_free_days": 360, "confirm_retry": "15s", "confirm_within": "2m",
+                "remedies": {"delay": {"kind": "double_service_time", "coefficient": 1.0}},
+                "compensation": {"contract_total": 12000, "currency": "EUR"}},
         "maintenance": [
-            {
-                "name": "nightly",
-                "daily": True,
-                "start": "02:00",
-                "duration": "30m",
-                "timezone": "Europe/Berlin",
-                "routes": ["internal"],
-            },
+            {"name": "nightly", "daily": True, "start": "02:00", "duration": "30m",
+             "timezone": "Europe/Berlin", "routes": ["internal"]},
             {"name": "once", "start": "2026-10-01T00:00:00", "end": "2026-10-01T02:00:00"},
         ],
     }
@@ -132,12 +95,9 @@ scalars = st.one_of(
 )
 junk = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.text(string.ascii_lowercase + "_", max_size=12) | scalars, inner, max_size=3
-        )
-    ),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12) | scalars, inner,
+                      max_size=3),
     max_leaves=6,
 )
 

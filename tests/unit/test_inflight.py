@@ -46,11 +46,7 @@ def test_overdue_once_then_late_arrival_keeps_real_delay_and_the_mark() -> None:
     flight.add(sent())
     assert flight.sweep(T0 + 3599) == []
     ((old, overdue),) = flight.sweep(T0 + 3600)
-    assert (old.status, overdue.status, overdue.overdue_at) == (
-        Status.SENT,
-        Status.OVERDUE,
-        T0 + 3600,
-    )
+    assert (old.status, overdue.status, overdue.overdue_at) == (Status.SENT, Status.OVERDUE, T0 + 3600)
     assert overdue.over_max_at == T0 + 3600  # the contract's maximum passes at the same mark
     assert flight.sweep(T0 + 3700) == []
     late = flight.arrive(Sighting(PID, T0 + 4000))

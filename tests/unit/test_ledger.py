@@ -227,12 +227,8 @@ def test_compaction_keeps_totals_and_at_least_the_retention_floor(tmp_path: Path
         ledger.record_transition(Transition("a", Check.RECEIVE, False, 30 * day))
         ledger.record_transition(Transition("a", Check.RECEIVE, True, 30 * day + 7200))
         old = Probe("old", "a", Status.SENT, 5 * day, accepted_at=5 * day + 1)
-        ledger.record(
-            old.overdue(5 * day + 3600).past_maximum(5 * day + 3600).arrive(5 * day + 9000)
-        )
-        ledger.record(
-            Probe("fail", "a", Status.FAILED, 6 * day, phase=Phase.SMTP_TLS, reason=Reason.TLS)
-        )
+        ledger.record(old.overdue(5 * day + 3600).past_maximum(5 * day + 3600).arrive(5 * day + 9000))
+        ledger.record(Probe("fail", "a", Status.FAILED, 6 * day, phase=Phase.SMTP_TLS, reason=Reason.TLS))
         ledger.record(Probe("new", "a", Status.SENT, 480 * day, accepted_at=480 * day + 1))
         ledger.record_mailbox(MailboxEvent("a", False, 7 * day, "auth"))
 

@@ -80,9 +80,7 @@ def _schema_1_ledger(path: Path) -> None:
              "[]", None, None, 400.5),
         ],
     )  # fmt: skip
-    conn.execute(
-        "INSERT INTO transitions (route, check_name, state, at) VALUES ('a', 'send', 'down', 400)"
-    )
+    conn.execute("INSERT INTO transitions (route, check_name, state, at) VALUES ('a', 'send', 'down', 400)")
     conn.commit()
     conn.close()
 

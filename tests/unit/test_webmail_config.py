@@ -90,10 +90,7 @@ def test_a_browser_check_becomes_a_browser_target_with_its_selectors(secrets: Pa
     target = browser.target()
     assert isinstance(target, BrowserTarget)
     assert target.login is not None
-    assert (target.login.password, target.login.submit_selector) == (
-        "file-secret",
-        "#rcmloginsubmit",
-    )
+    assert (target.login.password, target.login.submit_selector) == ("file-secret", "#rcmloginsubmit")
     assert (target.ready_selector, target.chromium) == ("#messagelist", "/usr/bin/chromium")
     assert browser.failure_screenshot(Path("/state")) == Path(
         "/state/webmail/inbox-browser-last-failure.png"
@@ -184,10 +181,7 @@ def test_a_browser_check_needs_an_executable_chromium(tmp_path: Path) -> None:
 def test_a_check_model_is_what_the_parser_returns() -> None:
     """parse_webmail returns WebmailCheck entries in config order."""
     checks = parse_webmail(
-        [
-            {"name": "a", "url": "http://a.example.com/"},
-            {"name": "b", "url": "https://b.example.com/"},
-        ]
+        [{"name": "a", "url": "http://a.example.com/"}, {"name": "b", "url": "https://b.example.com/"}]
     )
     assert [type(c) for c in checks] == [WebmailCheck, WebmailCheck]
     assert [c.name for c in checks] == ["a", "b"]

@@ -37,10 +37,7 @@ def strict(node: Any) -> Any:
 
 def main() -> None:
     """Write one schema file per kind."""
-    for kind, model in (
-        ("ServiceMonitor", v1.ServiceMonitor),
-        ("PrometheusRule", v1.PrometheusRule),
-    ):
+    for kind, model in (("ServiceMonitor", v1.ServiceMonitor), ("PrometheusRule", v1.PrometheusRule)):
         schema = strict(model.model_json_schema(by_alias=True, mode="validation"))
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
