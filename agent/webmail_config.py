@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailprobe.agent.config_base import ConfigError, PositiveDuration, read_secret
+from mailprobe.agent.config_types import shown
 from mailprobe.agent.durations import format_duration
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.probes.webmail import (
@@ -223,7 +224,7 @@ def name_problems(data: Any) -> list[str]:
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str):
             if name in names:
-                problems.append(f"webmail[{i}].name: duplicate webmail name {name!r}")
+                problems.append(f"webmail[{i}].name: duplicate webmail name {shown(name)}")
             names.add(name)
     return problems
 
