@@ -163,9 +163,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_or_exit(args.file)
     if config.agent.web_config_file is not None:
         _load_web(config.agent.web_config_file)
+    routes = []
+    for r in config.routes:
+        text = f"{r.name} {r.from_}->{r.to} every {r.interval:g}s, {config.route_kind(r)}"
+        if r.antivirus is not None:
+            text += f", anti-virus test every {r.antivirus.every:g}s"
+        routes.append(text)
+    webmail = "".join(
+        f"; webmail {c.name} ({c.mode}) every {c.interval:g}s" for c in config.webmail
+    )
     print(
         f"{args.file}: ok ({len(config.accounts)} account(s), {len(config.routes)} route(s): "
-        + ", ".join(f"{r.name} {r.from_}->{r.to} every {r.interval:g}s" for r in config.routes)
+        + "; ".join(routes)
+        + webmail
         + ")"
     )
     return EXIT_OK

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from mailprobe.agent.config_auth import Auth
+from mailprobe.agent.config_base import ConfigError, PositiveDuration
 from mailprobe.agent.config_checks import (
     MIN_STEP,
     cross_problems,
@@ -54,11 +55,16 @@ from mailprobe.agent.durations import (
     Duration,
     RetentionDuration,
     format_duration,
-    positive,
 )
 from mailprobe.agent.logformat import LogFormat
 from mailprobe.agent.presets import PROVIDERS, MissingSignIn, fill_account
 from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.webmail_config import (
+    WebmailCheck,
+    limit_problems,
+    machine_problems,
+    name_problems,
+)
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
 from mailprobe.probes.message import SIGNED_HEADERS
@@ -70,11 +76,11 @@ _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 _HEADER_NAME = re.compile(r"X-[A-Za-z0-9-]{1,64}")
 _PROBE_HEADERS = frozenset(h.lower() for h in SIGNED_HEADERS)
+MIN_ANTIVIRUS_EVERY = 60.0
+"""Test viruses at most once a minute: a provider's security team sees every one."""
 _MAX_HEADER_VALUE = 900  # a header line stays under SMTP's 998-character limit
 _LISTEN_HOST: TypeAdapter[str] = TypeAdapter(Host)
 StrictName = Annotated[StrictStr, Field(max_length=64)]
-
-PositiveDuration = Annotated[Duration, AfterValidator(positive)]
 
 
 def _step(seconds: float) -> float:
@@ -112,18 +118,6 @@ def _sign_in_needed(value: object) -> object:
     if isinstance(value, MissingSignIn):
         raise ValueError(value.message())
     return value
-
-
-class ConfigError(Exception):
-    """The config cannot be used; `problems` lists each as `key.path: message`, one line each.
-
-    `path` is the file, when the config came from one.
-    """
-
-    def __init__(self, problems: list[str], *, path: Path | None = None) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-        self.path = path
 
 
 class _Model(BaseModel):
@@ -214,6 +208,23 @@ class Account(_Model):
         return value
 
 
+def _antivirus_every(seconds: float) -> float:
+    if seconds < MIN_ANTIVIRUS_EVERY:
+        raise ValueError(f"must be at least {format_duration(MIN_ANTIVIRUS_EVERY)}")
+    return seconds
+
+
+class AntivirusTest(_Model):
+    """Now and then a probe with the EICAR test file attached (off unless a route sets it)."""
+
+    every: Annotated[Duration, AfterValidator(_antivirus_every)] = 86400.0
+    # Not delivered by then (refused later, quarantined, dropped): its own outcome, not_seen.
+    deadline: PositiveDuration = 1800.0
+
+
+RouteKind = Literal["internal", "external"]
+
+
 class Route(_Model):
     """Probes from one account to another (the same account is a valid route)."""
 
@@ -224,6 +235,9 @@ class Route(_Model):
     jitter: Duration | None = None  # default: 10 % of the interval
     overdue_after: PositiveDuration = 3600.0
     lost_after: PositiveDuration = 86400.0
+    # internal: both ends at the monitored provider; default: derived from the addresses' domains.
+    kind: RouteKind | None = None
+    antivirus: AntivirusTest | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -333,6 +347,16 @@ class Config(_Model):
     routes: list[Route] = Field(min_length=1)
     sla: SlaConfig = SlaConfig()
     maintenance: MaintenanceWindows = ()
+    webmail: tuple[WebmailCheck, ...] = ()
+
+    def route_kind(self, route: Route) -> RouteKind:
+        """``internal`` or ``external``: as declared, else internal when both addresses share a
+        mail domain (one provider at both ends)."""
+        if route.kind is not None:
+            return route.kind
+        sender = self.accounts[route.from_].address.rpartition("@")[2].lower()
+        recipient = self.accounts[route.to].address.rpartition("@")[2].lower()
+        return "internal" if sender == recipient else "external"
 
     def route(self, name: str) -> Route:
         """The route called `name` (KeyError if none)."""
@@ -356,13 +380,13 @@ def parse_config(data: Any, *, check_secrets: bool = True) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += validation_problems(exc)
-    problems += cross_problems(data)
+    problems += cross_problems(data) + name_problems(data.get("webmail"))
     if config is not None:
-        problems += timing_problems(config)
+        problems += timing_problems(config) + limit_problems(config.webmail, config.sla)
     if problems or config is None:
         raise ConfigError(problems)
     if check_secrets:
-        problems = secret_problems(config)
+        problems = secret_problems(config) + machine_problems(config.webmail)
         if problems:
             raise ConfigError(problems)
     return config

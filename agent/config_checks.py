@@ -63,7 +63,7 @@ def cross_problems(data: dict[str, Any]) -> list[str]:
         name = route.get("name")
         if isinstance(name, str):
             if name in seen:
-                problems.append(f"{where}.name: duplicate route name {name!r}")
+                problems.append(f"{where}.name: duplicate route name {shown(name)}")
             seen.add(name)
         for key, proto in (("from", "smtp"), ("to", "imap")):
             ref = route.get(key)
@@ -71,9 +71,9 @@ def cross_problems(data: dict[str, Any]) -> list[str]:
                 continue
             account = accounts.get(ref)
             if account is None:
-                problems.append(f"{where}.{key}: no account named {ref!r}")
+                problems.append(f"{where}.{key}: no account named {shown(ref)}")
             elif isinstance(account, dict) and not _has_section(account, proto):
-                problems.append(f"{where}.{key}: account {ref!r} has no {proto} section")
+                problems.append(f"{where}.{key}: account {shown(ref)} has no {proto} section")
     return problems + _maintenance_problems(data.get("maintenance"), seen)
 
 
@@ -95,7 +95,7 @@ def _maintenance_problems(windows: Any, routes: set[str]) -> list[str]:
         if not isinstance(names, list):
             continue
         problems += [
-            f"maintenance[{i}].routes: no route named {name!r}"
+            f"maintenance[{i}].routes: no route named {shown(name)}"
             for name in names
             if isinstance(name, str) and name not in routes
         ]

@@ -1,7 +1,8 @@
 """The ledger's SQLite schema, its upgrades, and probe records to rows and back.
 
 One column per field of ``mailprobe.agent.probe.Probe``, by name; ``phases`` and ``received`` are
-JSON, ``found_late`` an integer. Schema 1 (mailprobe 0.1) is upgraded in place on open.
+JSON, ``found_late`` an integer. Schema 1 (mailprobe 0.1) is upgraded in place on open; schema 3
+adds the ``webmail`` samples and the ``antivirus`` tests (new tables, nothing else changes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Self
 from mailprobe.agent.probe import Probe
 from mailprobe.agent.windows import Span, normalize
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROBE_FIELDS = tuple(f.name for f in fields(Probe))
 _JSON_FIELDS = frozenset({"phases", "received"})
 _BOOL_FIELDS = frozenset({"found_late"})
@@ -76,6 +77,33 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seen REAL NOT NULL,
     stopped_at REAL
 );
+CREATE TABLE IF NOT EXISTS webmail (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    reason TEXT,
+    phase TEXT,
+    status_code INTEGER,
+    redirects INTEGER NOT NULL DEFAULT 0,
+    cert_not_after REAL,
+    phases TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (check_name, at)
+);
+CREATE INDEX IF NOT EXISTS webmail_at ON webmail (at);
+CREATE TABLE IF NOT EXISTS antivirus (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at REAL,
+    reply_code INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    follow_up TEXT
+);
+CREATE INDEX IF NOT EXISTS antivirus_sent_at ON antivirus (sent_at);
 CREATE TABLE IF NOT EXISTS baseline (
     route TEXT NOT NULL,
     check_name TEXT NOT NULL,
@@ -202,6 +230,7 @@ class Store:
             raise sqlite3.DatabaseError(
                 f"ledger schema {version} is newer than this mailprobe ({SCHEMA_VERSION})"
             )
+        # Schema 2 -> 3 only adds tables, which the schema script below creates.
         if version == 1:
             with self._tx() as cur:
                 for statement in _MIGRATE_1_TO_2:

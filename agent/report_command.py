@@ -139,6 +139,9 @@ def _build(args: argparse.Namespace, config: Config) -> Report | int:
             windows=config.maintenance,
             routes=[r.name for r in config.routes],
             route=args.route,
+            kinds={r.name: config.route_kind(r) for r in config.routes},
+            webmail=[c.name for c in config.webmail],
+            antivirus=[r.name for r in config.routes if r.antivirus is not None],
         )
     except ValueError as exc:
         return _fail(str(exc))

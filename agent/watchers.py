@@ -6,6 +6,8 @@ of those routes from the moment the mailbox went away; the watcher back up is re
 routes are probed at once, so the first probe sent after the mailbox came back ends the outage. An
 open session that ends and reconnects is counted as a reconnect, not as a failure. Probes of
 other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
+Anti-virus tests (``mailprobe.agent.antivirus``) are fetched whole and go to their runner, never
+to the books.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mailprobe.agent.antivirus import AntivirusRunner
 from mailprobe.agent.books import Books
 from mailprobe.agent.clock import Clock
 from mailprobe.agent.config import Config
@@ -53,7 +56,9 @@ class Watchers:
         on_back: Callable[[str], None],
         identity: str | None = None,
         tokens: Tokens | None = None,
+        tests: AntivirusRunner | None = None,
     ) -> None:
+        self._tests = tests
         self._books = books
         self._metrics = metrics
         self._on_back = on_back
@@ -96,6 +101,7 @@ class Watchers:
             on_foreign=lambda stamp, removed: metrics.foreign.labels(
                 account, "removed" if removed else "seen"
             ).inc(),
+            wants_message=self._tests.wants_message if self._tests is not None else None,
         )
 
     def _awaited_callback(self, routes: frozenset[str]) -> Callable[[], list[float]]:
@@ -137,6 +143,8 @@ class Watchers:
             )
 
     def _on_arrival(self, arrival: Arrival) -> None:
+        if self._tests is not None and self._tests.arrived(arrival):
+            return
         seen = Sighting(arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate,
                         arrival.received, found_late=arrival.found_late)  # fmt: skip
         if self._books.arrival(seen) is None:

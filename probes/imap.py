@@ -59,6 +59,7 @@ class Arrival:
     internaldate: float | None
     received: tuple[str, ...]
     found_late: bool = False  # found at (re)connect: arrived_at is when the session was ready
+    message: bytes | None = None  # the whole message, when WatchHooks.wants_message asked for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +105,14 @@ class WatchHooks:
         UIDPLUS/MOVE) or "refused" (the server said NO/BAD to UID STORE/EXPUNGE or UID MOVE).
     on_foreign(stamp, removed): another agent's verified probe, once when first seen
         (removed=False) and once more if this watcher removed it as stale (removed=True).
+    wants_message(stamp): True for an own probe whose whole message the agent inspects (an
+        anti-virus test): it is fetched (BODY.PEEK) before the probe is removed.
     """
 
     on_reconnect: Callable[[str], None] | None = None
     on_unremoved: Callable[[ProbeStamp, Removal], None] | None = None
     on_foreign: Callable[[ProbeStamp, bool], None] | None = None
+    wants_message: Callable[[ProbeStamp], bool] | None = None
 
 
 class MailboxWatcher:
@@ -301,7 +305,11 @@ class MailboxWatcher:
                 continue
             # Found at (re)connect: the session could have seen it once ready, not before.
             arrived = max(seen_at, stamp.sent_at) if backlog else seen_at
-            arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers), backlog)
+            message = None
+            if self._hooks.wants_message is not None and self._hooks.wants_message(stamp):
+                message = await session.fetch_message(uid)
+            arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers), backlog,
+                              message)  # fmt: skip
             try:
                 # Clean up first, so a caller that stops on the arrival leaves no probe behind.
                 await self._remove(session, uid, stamp)

@@ -21,6 +21,7 @@ import pytest
 
 from mailprobe.agent.config import Config
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from tests.helpers.configs import make_config
 from tests.helpers.issuer import TENANT, Issuer
@@ -115,7 +116,7 @@ async def test_round_trip_signs_in_with_the_mechanism(
     logs = Logs(mailstack)
     auth = {n: microsoft(issuer, n, mechanism=mechanism) for n in ADDRESSES}
     async with _agent(oauth_config(mailstack, auth)) as agent:
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
     text = logs.text()
     assert result.status is Status.OK, (result, text)
     assert f"user=<{RECEIVER}>, method={used}" in text  # Dovecot: the watcher's IMAP login
@@ -138,7 +139,7 @@ async def test_round_trip_with_a_microsoft_certificate(
                 "ca_file": str(issuer.ca_file)}  # fmt: skip
         auth[name] = {"microsoft": flow}
     async with _agent(oauth_config(mailstack, auth)) as agent:
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
     assert result.status is Status.OK, result
     assert sorted(set(issuer.issued)) == [RECEIVER, SENDER]
 
@@ -163,7 +164,7 @@ async def test_round_trip_with_google_service_account_and_refresh_token(
                              "token_uri": issuer.token_uri, "ca_file": ca}},
     }  # fmt: skip
     async with _agent(oauth_config(mailstack, auth)) as agent:
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
     assert result.status is Status.OK, result
     assert sorted(issuer.issued) == [RECEIVER, SENDER]
 
@@ -187,7 +188,7 @@ async def test_round_trip_with_command_and_file_tokens(
     auth = {"bob": {"command": [sys.executable, str(script), str(table)]},
             "alice": {"file": str(token_file)}}  # fmt: skip
     async with _agent(oauth_config(mailstack, auth)) as agent:
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
         assert result.status is Status.OK, result
         # Renewed with a token signed by another key: the next login uses it, and fails.
         token_file.write_text(issuer.mint(RECEIVER, lifetime=60, key=b"k" * 32) + "\n")
@@ -215,7 +216,7 @@ async def test_expired_tokens_are_refreshed_without_a_failed_probe(
             assert mailstack.kick(RECEIVER)
             await wait_until(lambda b=before: watcher.up and watcher.session is not b, 15,
                              "the watcher to sign in again")  # fmt: skip
-            results.append(await agent.round_trip(agent.config.routes[0], timeout=20))
+            results.append(await round_trip(agent, agent.config.routes[0], timeout=20))
             await asyncio.sleep(1.5)
     assert [r.status for r in results] == [Status.OK] * len(results), results
     assert len(results) >= 4
@@ -232,7 +233,7 @@ async def test_a_token_dovecot_refuses_is_auth(
     issuer.signing_key = b"not-the-key-dovecot-knows-000000"
     auth = {n: microsoft(issuer, n) for n in ADDRESSES}
     agent = Agent(oauth_config(mailstack, auth), serve_http=False)
-    result = await agent.round_trip(agent.config.routes[0], timeout=20)
+    result = await round_trip(agent, agent.config.routes[0], timeout=20)
     assert (result.status, result.phase, result.reason) == (Status.FAILED, "smtp_auth", "auth")
     assert result.reply_code == 535
     assert "SMTP AUTH OAUTHBEARER refused" in caplog.text
@@ -261,10 +262,10 @@ async def test_issuer_down_is_auth_and_the_agent_recovers(
     issuer.lifetime = 3
     config = oauth_config(mailstack, {n: microsoft(issuer, n) for n in ADDRESSES})
     async with _agent(config) as agent:
-        assert (await agent.round_trip(agent.config.routes[0], timeout=20)).status is Status.OK
+        assert (await round_trip(agent, agent.config.routes[0], timeout=20)).status is Status.OK
         await issuer.stop()
         await asyncio.sleep(3.2)  # every token handed out has expired
-        failed = await agent.round_trip(agent.config.routes[0], timeout=20)
+        failed = await round_trip(agent, agent.config.routes[0], timeout=20)
         assert (failed.status, failed.phase, failed.reason) == (Status.FAILED, "smtp_auth", "auth")
         assert "the token issuer is unreachable (issuer down?)" in caplog.text
         watch = agent.watchers.watches["alice"]
@@ -275,5 +276,5 @@ async def test_issuer_down_is_auth_and_the_agent_recovers(
         assert "unreachable" in str(watch.error)
         await issuer.start()
         assert await agent.watchers.wait_up(["alice"], 15)
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
         assert result.status is Status.OK, result

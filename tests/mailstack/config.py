@@ -148,10 +148,18 @@ maximal_backoff_time = 15s
 in_flow_delay = 0
 # Without this Postfix pauses the LMTP transport for 60 s after a Dovecot outage.
 service_throttle_time = 1s
+
+# The virus scanning of the submission listeners (tests/mailstack/antivirus.py): off until a
+# test switches it on with MailStack.antivirus(mode).
+mailstack_milters =
+mailstack_content_filter =
+milter_default_action = tempfail
 """
 
 
 _SUBMISSION_OPTIONS = """\
+  -o smtpd_milters=$mailstack_milters
+  -o content_filter=$mailstack_content_filter
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
@@ -186,8 +194,9 @@ postlog    unix-dgram n - n - 1 postlogd
 """
 
 
-def postfix_master_cf(ports: Ports) -> str:
-    """master.cf: MX-like plain SMTP, STARTTLS submission, implicit-TLS submissions."""
+def postfix_master_cf(ports: Ports, transports: str = "") -> str:
+    """master.cf: MX-like plain SMTP, STARTTLS submission, implicit-TLS submissions, and any
+    extra `transports` (the virus filter's)."""
     return (
         f"{HOST}:{ports.smtp} inet n - n - - smtpd\n"
         f"{HOST}:{ports.submission} inet n - n - - smtpd\n"
@@ -200,6 +209,7 @@ def postfix_master_cf(ports: Ports) -> str:
         "  -o smtpd_tls_wrappermode=yes\n"
         f"{_SUBMISSION_OPTIONS}"
         f"{_INTERNAL_SERVICES}"
+        f"{transports}"
     )
 
 

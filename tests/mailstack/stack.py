@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.mailstack import config
+from tests.mailstack import antivirus, config
 from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_file
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
@@ -119,6 +119,7 @@ class MailStack:
         self.ca_file = Path()
         #: The HS256 key Dovecot checks bearer tokens (JWTs from oauth2_issuer) with.
         self.oauth2_key = secrets.token_bytes(32)
+        self._clamav: antivirus.ClamAV | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -171,6 +172,9 @@ class MailStack:
         if self._layout is None:
             return
         try:
+            if self._clamav is not None:
+                self._clamav.stop()
+                self._clamav = None
             self.stop_dovecot()
         finally:
             try:
@@ -208,7 +212,11 @@ class MailStack:
                 layout, domains, tls.server_cert, tls.server_key, f"mail.{self.domain}"
             ),
         )
-        write_postfix_file(layout.postfix_config / "master.cf", config.postfix_master_cf(ports))
+        clamav = layout.root / "clamav"
+        transports = antivirus.master_cf_transports(clamav / "clamd.sock", clamav / "av_filter.py",
+                                                    ports.smtp)  # fmt: skip
+        write_postfix_file(layout.postfix_config / "master.cf",
+                           config.postfix_master_cf(ports, transports))  # fmt: skip
         mailboxes = [*self.users, self.bounce_address]
         write_postfix_file(
             layout.mailboxes_map, "".join(f"{address} OK\n" for address in mailboxes)
@@ -283,6 +291,28 @@ class MailStack:
     def reload_postfix(self) -> None:
         """Make Postfix re-read main.cf, master.cf and its texthash tables."""
         self._postfix("reload")
+
+    def antivirus(self, mode: str) -> None:
+        """Scan what the submission listeners accept: `off`, `reject` (clamav-milter refuses
+        infected mail at SMTP), `strip` or `replace` (a content filter takes the infected
+        attachment out, or puts a notice in its place). ClamAV starts at the first use."""
+        if mode != "off" and self._clamav is None:
+            root = self.layout.root / "clamav"
+            root.mkdir()
+            root.chmod(0o755)  # the filter runs as nobody and must read its script
+            clamav = antivirus.ClamAV(root, self.timeout)
+            try:
+                clamav.start()
+            except BaseException:
+                clamav.stop()
+                raise
+            self._clamav = clamav
+        for name, value in antivirus.settings(mode, self._clamav).items():
+            self._postfix_conf(name, value)
+        self.reload_postfix()
+
+    def _postfix_conf(self, name: str, value: str) -> None:
+        run("/usr/sbin/postconf", "-c", str(self.layout.postfix_config), "-e", f"{name} = {value}")
 
     def held_queue_ids(self) -> list[str]:
         """Queue ids of messages on hold, sorted."""
