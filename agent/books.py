@@ -75,7 +75,7 @@ class Books:
         self.tally = Tally()
         self.export = Export(
             [r.name for r in config.routes],
-            Floors(config.agent.state_dir / EXPORTED_FILE),
+            Floors(None),  # on disk once the ledger is open: probe-once keeps neither
             self.acc.snapshot(clock()),
             self.tally,
         )
@@ -107,6 +107,7 @@ class Books:
         ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
         self._ledger = ledger
         self.journal = Journal(ledger)
+        self.export.floors.attach(self._config.agent.state_dir / EXPORTED_FILE)
         self.export.floors.load()
         self.tally = Tally(ledger.counts())
         now = self._clock()

@@ -47,8 +47,11 @@ def sent(pid: str, at: float = T0) -> Probe:
     return Probe(pid, "r", Status.SENT, at, accepted_at=at + 0.1, reply_code=250)
 
 
-def test_without_a_ledger_records_flow_and_nothing_is_written(tmp_path: Path) -> None:
-    """Not opened (probe-once): records reach the listeners, no state dir is created."""
+def test_without_a_ledger_records_flow_and_nothing_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not opened (probe-once): records reach the listeners, no state dir is created, and no
+    file is tried (nothing logged about an exported.json it cannot write)."""
     books = Books(config(tmp_path / "state"), FakeClock(T0).time)
     seen: list[Probe] = []
     books.listen(seen.append)
@@ -58,6 +61,7 @@ def test_without_a_ledger_records_flow_and_nothing_is_written(tmp_path: Path) ->
     books.close()
     assert [p.status for p in seen] == [Status.SENT, Status.OK]
     assert not (tmp_path / "state").exists()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
 
 def test_a_record_is_in_the_ledger_before_listeners_hear_of_it_and_only_once(
