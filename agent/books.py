@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from mailprobe.agent.accounting import Accounting, MailboxEvent
@@ -53,8 +53,10 @@ class Books:
         clock: Callable[[], float],
         on_failure: Callable[[str], None] = lambda route: None,
         enrich: Callable[[Probe], Probe] = lambda probe: probe,
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
+        self._meta = dict(meta or {})  # written into the ledger's meta table at every open
         self._enrich = enrich
         self._clock = clock
         sla = config.sla
@@ -99,6 +101,8 @@ class Books:
         path = self._config.agent.state_dir / LEDGER_FILE
         ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
         self._ledger = ledger
+        for key, value in self._meta.items():
+            ledger.set_meta(key, value)
         self.journal = Journal(ledger)
         self.export.floors.load()
         self.tally = Tally(ledger.counts())

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from mailprobe.agent import __version__, logs
 from mailprobe.agent.config import Config
+from mailprobe.agent.config_fleet import vantage_name
 from mailprobe.agent.durations import MAX_DURATION, parse_duration
 from mailprobe.agent.identity import IdentityError
 from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
@@ -140,9 +141,21 @@ async def _announce_ready(agent: Agent, systemd: Notifier) -> None:
     systemd.send("READY=1", f"STATUS=probing {len(agent.config.routes)} route(s){where}")
 
 
+def _with_vantage(config: Config, name: str | None) -> Config:
+    """The config with `run --vantage NAME` in place of agent.vantage.name."""
+    if name is None:
+        return config
+    try:
+        vantage_name(name)
+    except ValueError as exc:
+        fail(f"--vantage: {exc}")
+    vantage = config.agent.vantage.model_copy(update={"name": name})
+    return config.model_copy(update={"agent": config.agent.model_copy(update={"vantage": vantage})})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    config = config_or_exit(args.config)
+    config = _with_vantage(config_or_exit(args.config), args.vantage)
     web_path = args.web_config_file or config.agent.web_config_file
     web = _load_web(web_path) if web_path is not None else None
     log_format: LogFormat = args.log_format or config.agent.log_format
@@ -241,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "format (default: agent.web_config_file)")  # fmt: skip
     p.add_argument("--log-format", choices=LOG_FORMATS,
                    help="text lines or JSON lines (default: agent.log_format, text)")  # fmt: skip
+    p.add_argument("--vantage", metavar="NAME",
+                   help="the vantage point this agent probes from (default: agent.vantage.name, "
+                        "else the agent's identity)")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the monthly SLA report from the ledger")

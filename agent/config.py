@@ -37,6 +37,7 @@ from mailprobe.agent.config_checks import (
     timing_problems,
     validation_problems,
 )
+from mailprobe.agent.config_fleet import FleetSettings, VantageSettings
 from mailprobe.agent.config_types import (
     ConfigPath,
     Count,
@@ -270,6 +271,8 @@ class AgentSettings(_Model):
     extra_headers: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     # Another agent's probe (same secret, other identity) is removed once older than this.
     foreign_probe_max_age: PositiveDuration = 6 * 3600.0
+    # Where this agent probes from (agent/config_fleet.py); `run --vantage NAME` wins.
+    vantage: VantageSettings = VantageSettings()
 
     @field_validator("extra_headers")
     @classmethod
@@ -333,6 +336,7 @@ class Config(_Model):
     routes: list[Route] = Field(min_length=1)
     sla: SlaConfig = SlaConfig()
     maintenance: MaintenanceWindows = ()
+    fleet: FleetSettings = FleetSettings()
 
     def route(self, name: str) -> Route:
         """The route called `name` (KeyError if none)."""

@@ -34,6 +34,7 @@ from mailprobe.agent.scheduler import Scheduler
 from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
 from mailprobe.agent.tokens import Tokens
+from mailprobe.agent.vantage import META_KEY, of_config, register, to_meta
 from mailprobe.agent.watchers import Watchers
 from mailprobe.agent.webconfig import WebConfig
 from mailprobe.probes.errors import Phase, Reason
@@ -68,8 +69,10 @@ class Agent:
         self.identity = identity or load_or_create(config.agent.state_dir)
         # Bearer tokens for OAuth2 sign-in, one cache per source, shared by SMTP and IMAP.
         self.tokens = Tokens(self.clock.time)
+        self.vantage = of_config(config.agent.vantage, self.identity)
         self._splitter = DelaySplitter(config)
-        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply)
+        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply,
+                           meta={META_KEY: to_meta(self.vantage)})  # fmt: skip
         accounts = [
             (name, proto)
             for name, acc in config.accounts.items()
@@ -80,9 +83,10 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, self.books, config.sla,
             version=__version__,
         )  # fmt: skip
+        register(self.registry, self.vantage, lambda: self.config.fleet.quorum)
         self.submitter = Submitter(
             config, secret, self.clock, self._stopping, self.identity, self.books.attempting,
-            self.books.abandoned, self.tokens,
+            self.books.abandoned, self.tokens, vantage=config.agent.vantage.name,
         )  # fmt: skip
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng

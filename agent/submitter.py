@@ -40,9 +40,13 @@ class Submitter:
         on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
         on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
         tokens: Tokens | None = None,
+        *,
+        vantage: str | None = None,
     ) -> None:
         self._config = config
         self._identity = identity
+        # Signed into each probe when the config names the vantage (v3); else v2 as before.
+        self._vantage = vantage if identity is not None else None
         self._on_start = on_start
         self._on_abandon = on_abandon
         self._secret = secret
@@ -106,6 +110,7 @@ class Submitter:
             extra_headers=self.extra_headers or None,
             probe_id=probe_id,
             agent=self._identity,
+            vantage=self._vantage,
         )
         self._on_start(stamp.probe_id, route.name, sent_at)
         try:
