@@ -7,6 +7,9 @@ still in progress is evaluated up to ``now`` and marked partial.
 Scopes: the account (route ``all``: downtime is ``any``, the union over routes) and each route
 (downtime is ``connectivity``). Remedies are owed on the first scope of the report: the account,
 or the single route asked for.
+
+The ledger is read through ``MonthSource``, the four questions the report asks of it, so a fleet
+of vantages merged by the quorum (``mailprobe.agent.fleet_report``) reports through the same code.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
-from mailprobe.agent.checks import ALL_ROUTES, Check, breakdown, spans_from_transitions
+from mailprobe.agent.checks import ALL_ROUTES, Check, Transition, breakdown, spans_from_transitions
 from mailprobe.agent.clauses import (
     NOT_MEASURED,
     ClauseResult,
@@ -27,7 +31,7 @@ from mailprobe.agent.clauses import (
     evaluate,
 )
 from mailprobe.agent.durations import format_duration
-from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.fleet import FleetSummary
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
 from mailprobe.agent.report_precision import precision_notes
@@ -47,6 +51,26 @@ from mailprobe.agent.windows import (
     window_spans,
     zone,
 )
+
+
+class MonthSource(Protocol):
+    """What the report reads of a ledger (``mailprobe.agent.ledger.Ledger`` is one)."""
+
+    def routes(self) -> list[str]:
+        """Every route seen."""
+        ...
+
+    def runs(self) -> list[Span]:
+        """Observed spans, normalized."""
+        ...
+
+    def transitions(self, until: float = ...) -> list[Transition]:
+        """Base-check transitions before ``until``, in time order."""
+        ...
+
+    def probes(self, start: float, end: float, route: str | None = None) -> list[Probe]:
+        """Probes sent in ``[start, end)``, in send order."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +139,7 @@ class Report:
     rules: tuple[str, ...]
     not_measured: tuple[str, ...] = tuple(text for _, text in NOT_MEASURED)
     precision: tuple[str, ...] = ()  # how precise the first scope's figures are, in words
+    fleet: FleetSummary | None = None  # several vantage points merged by the quorum
 
     @property
     def verdict(self) -> Verdict:
@@ -216,7 +241,7 @@ def _failure_days(
 
 
 def build_report(
-    ledger: Ledger,
+    ledger: MonthSource,
     sla: SlaConfig,
     month: str,
     *,
