@@ -142,6 +142,21 @@ class Books:
             self._ledger = None
             ledger.close()
 
+    def reconfigure(self, config: Config, retired: Iterable[str] = ()) -> None:
+        """A reload: the routes of ``config`` from now on; ``retired`` are no longer probed (gone,
+        or moved to other accounts). Probes in flight, counts and totals stay as they are."""
+        now = self._clock()
+        for name in retired:
+            self._write_all(self.acc.retire(name, now))
+        self._config = config
+        self.inflight.set_marks(
+            {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes}
+        )
+        for route in config.routes:
+            self.acc.add_route(route.name)
+        self.export.set_routes(r.name for r in config.routes)
+        self.refresh(now)
+
     def sweep(self, now: float) -> None:
         """Record the marks in-flight probes passed (overdue, lost, over the maximum)."""
         for old, new in self.inflight.sweep(now):

@@ -24,6 +24,7 @@ from mailprobe.agent.durations import MAX_DURATION, parse_duration
 from mailprobe.agent.identity import IdentityError
 from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
 from mailprobe.agent.probe_once import exit_code, nagios_line, probe_once, result_json, thresholds
+from mailprobe.agent.reload import Reloader
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
@@ -102,8 +103,12 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     return exit_code(result)
 
 
-async def _run(config: Config, web: WebConfig | None) -> None:
+async def _run(config: Config, web: WebConfig | None, path: Path, vantage: str | None) -> None:
     agent = Agent(config, web=web)
+    # SIGHUP and POST /-/reload re-read the config file, with the command line's --vantage.
+    reloader = Reloader(agent, path, prepare=lambda new: _with_vantage(new, vantage))
+    if agent.http is not None:
+        agent.http.reload = reloader.reload
     # Under systemd (Type=notify): READY=1 once /metrics is bound and the loops run, STOPPING=1
     # as soon as shutdown begins, WATCHDOG=1 pings while the event loop turns.
     systemd = Notifier.from_environment()
@@ -119,9 +124,11 @@ async def _run(config: Config, web: WebConfig | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, reloader.wanted.set)
     helpers = [
         asyncio.ensure_future(_announce_ready(agent, systemd)),
         asyncio.ensure_future(keep_alive(systemd, watchdog_interval())),
+        asyncio.ensure_future(reloader.run()),
     ]
     try:
         await (await start_agent(agent))
@@ -131,7 +138,7 @@ async def _run(config: Config, web: WebConfig | None) -> None:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         systemd.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
@@ -161,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_format: LogFormat = args.log_format or config.agent.log_format
     _setup_logging(config.agent.log_level, log_format, config)
     try:
-        asyncio.run(_run(config, web))
+        asyncio.run(_run(config, web, args.config, args.vantage))
     except StartupError as exc:
         fail(f"cannot start: {exc}")
     except IdentityError as exc:

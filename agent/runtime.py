@@ -65,6 +65,7 @@ class Agent:
         self._forced = asyncio.Event()
         self.ready = asyncio.Event()  # set once the HTTP endpoint is bound and loops are running
         secret = config.agent.secret()
+        self.secret = secret  # the one in use: a reload that finds another needs a restart
         # Who this agent is among those sharing a mailbox: kept in the state dir across restarts.
         self.identity = identity or load_or_create(config.agent.state_dir)
         # Bearer tokens for OAuth2 sign-in, one cache per source, shared by SMTP and IMAP.
