@@ -194,7 +194,7 @@ class PrometheusSource:
                     stats=stats.get(key, {}),
                 )
             )
-        return _unique(records)
+        return sorted(_unique(records), key=lambda r: (r.vantage.name, r.source))
 
     def _counter_spans(
         self, name: str, year_start: float, raw_from: float, until: float, *, also: str = "",
