@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from mailprobe.agent.windows import month_of
+from tests.helpers import readme
 from tests.helpers.agents import AgentProcess, free_port, metric, scrape
 from tests.helpers.configs import SECRET, account
 from tests.helpers.proxy import CuttableProxy
@@ -263,6 +264,9 @@ async def check_rules(fleet: Fleet, scene: Scene) -> None:
     assert 1.0 in await fleet.values(c_local, scene.local, scene.local_end + SCRAPE + 5)
     series = await fleet.query_range(c_local, scene.local, scene.ended)
     assert {s["metric"].get("vantage") for s in series} == {"c"}
+    (join,) = readme.blocks("Running several agents", "promql")
+    named = await fleet.query_range(join.strip(), scene.ended - SCRAPE, scene.ended)
+    assert {s["metric"]["vantage"] for s in named} == set(VANTAGES)
 
 
 def check_report(report: dict[str, Any], scene: Scene) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from mailprobe.agent.windows import month_of, shift_month
 from tests.helpers import fleet_month as fm
+from tests.helpers import readme
 
 MONTH = shift_month(month_of(time.time(), "Europe/Berlin"), -1)
 
@@ -190,3 +191,44 @@ def test_ledgers_and_prometheus_give_the_same_month(
     for mine, theirs in zip(local_prom, local_ledgers, strict=True):
         assert mine["start"] == pytest.approx(theirs["start"], abs=edge)
         assert mine["end"] == pytest.approx(theirs["end"], abs=edge)
+
+
+def readme_command(words: list[str], swap: dict[str, str]) -> list[str]:
+    """A README command with its example paths, month and URL swapped for the test's."""
+    words = [swap.get(w, w) for w in words]
+    if words[0] == "mailprobe":
+        return [sys.executable, "-m", "mailprobe.agent.cli", *words[1:]]
+    if words[0] == "python3":
+        return [sys.executable, *words[1:]]
+    return words
+
+
+def test_the_readme_fleet_commands_run_as_shown(
+    day: tuple[Path, list[Path]], prometheus: str, tmp_path: Path
+) -> None:
+    """"Running several agents": the ledger copy, both reports and `run --vantage`, word for
+    word but for the example paths, month and URL."""
+    from mailprobe.agent.cli import build_parser
+
+    config, ledgers = day
+    shown = readme.commands("Running several agents")
+    run_words = next(c for c in shown if c[:2] == ["mailprobe", "run"])
+    assert build_parser().parse_args(run_words[1:]).vantage == "berlin-office"
+    copy = next(c for c in shown if c[0] == "python3")
+    for ledger, copied in zip(ledgers, ("berlin-office", "frankfurt-dc", "branch"), strict=True):
+        paths = {"/var/lib/mailprobe/ledger.sqlite3": str(ledger),
+                 "berlin-office.sqlite3": f"{copied}.sqlite3"}  # fmt: skip
+        done = subprocess.run(readme_command(copy, paths),
+                              cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / f"{copied}.sqlite3").is_file()
+    swap = {"/etc/mailprobe/mailprobe.yaml": str(config), "2026-10": MONTH,
+            "http://127.0.0.1:9090": prometheus, 'job="mailprobe"': f'job="{fm.JOB}"'}  # fmt: skip
+    reports = [c for c in shown if c[:2] == ["mailprobe", "report"]]
+    assert {"--ledger" in c for c in reports} == {True, False}
+    for words in reports:
+        done = subprocess.run(readme_command(words, swap), cwd=tmp_path, capture_output=True,
+                              text=True, check=False, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Local faults (excluded)" in done.stdout
+        assert "berlin-hq" in done.stdout  # the vantages, by their ledgers or their info series

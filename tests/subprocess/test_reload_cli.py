@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from mailprobe.agent.demo.service import EmbeddedMailService
+from tests.helpers import readme
 from tests.helpers.agents import AgentProcess, free_port, scrape
 from tests.helpers.configs import config_data, write_config
 from tests.helpers.waits import wait_until
@@ -50,6 +51,13 @@ async def test_sighup_reloads_the_config_file(mail: EmbeddedMailService, tmp_pat
         assert "mailprobe_config_last_reload_successful 1.0" in text
         # The command line's --vantage still holds after the reload.
         assert 'mailprobe_vantage_info{region="",site="",vantage="hq"} 1.0' in text
+        # README's curl reloads too, and says what changed (nothing, here).
+        (curl,) = [c for c in readme.commands("Reloading the config") if c[0] == "curl"]
+        curl = [w.replace("127.0.0.1:9478", f"127.0.0.1:{port}") for w in curl]
+        done = await asyncio.create_subprocess_exec(*curl, stdout=asyncio.subprocess.PIPE)
+        out, _ = await done.communicate()
+        assert done.returncode == 0
+        assert out.decode().strip().endswith(": no route or account changed")
         path.write_text("agent: [")
         agent.proc.send_signal(signal.SIGHUP)
         await wait_for_metric(port, "mailprobe_config_last_reload_successful 0.0", "a failed reload")
