@@ -114,7 +114,6 @@ class Accounting:
         self._sla, self._windows, self._clock = sla, tuple(windows), clock
         self._on_failure = on_failure
         self._routes: list[str] = []
-        self._retired: set[str] = set()  # routes removed by a reload: their samples say nothing
         self._machines: dict[tuple[str, Check], Confirmation] = {}
         for route in routes:
             self._add_route(route)
@@ -139,30 +138,6 @@ class Accounting:
         self._routes.append(route)
         for check in BASE_CHECKS:
             self._machines[(route, check)] = Confirmation(route, check, self._sla.confirm_within)
-
-    def add_route(self, route: str) -> None:
-        """Account for ``route`` from now on (a reload added it, or added it back)."""
-        self._retired.discard(route)
-        self._add_route(route)
-
-    def retire(self, route: str, at: float) -> list[Transition]:
-        """``route`` is no longer probed (a reload removed it, or moved it to other accounts).
-
-        Its history stays. What it still awaits settles without a verdict, a down period still
-        open ends at ``at`` (it is no longer observed, so it is no longer down), and samples that
-        come later for it (a probe of before, lost) are ignored until it is added again.
-        """
-        self._retired.add(route)
-        out: list[Transition] = []
-        for check in BASE_CHECKS:
-            machine = self._machines.get((route, check))
-            if machine is None:
-                continue
-            for sample_id in list(machine.waiting):
-                out += machine.settle(sample_id)
-            out += machine.close(at)
-        self._mailbox_down.pop(route, None)
-        return self._with_derived(out)
 
     def _machine(self, route: str, check: Check) -> Confirmation:
         self._add_route(route)
@@ -210,8 +185,7 @@ class Accounting:
         Until it is known, an open send outage is counted only up to ``sent_at`` (the sample may
         end it there), so totals never run past a moment a sample is about to settle.
         """
-        if route not in self._retired:
-            self._machine(route, Check.SEND).expect(probe_id, sent_at)
+        self._machine(route, Check.SEND).expect(probe_id, sent_at)
 
     def abandon(self, probe_id: str, route: str) -> list[Transition]:
         """A submission was given up before it ended (the agent stopped): it says nothing."""
@@ -223,8 +197,6 @@ class Accounting:
         out: list[Transition] = []
         if probe.over_max_at is not None:
             self._over_max.setdefault(pid, (route, probe.over_max_at))
-        if route in self._retired:
-            return []
         if probe.send_failed:
             return self._with_derived(self._sample(route, Check.SEND, pid, probe.sent_at, ok=False))
         receive = self._machine(route, Check.RECEIVE)
@@ -256,8 +228,6 @@ class Accounting:
     def _sample(
         self, route: str, check: Check, sample_id: str, at: float, *, ok: bool
     ) -> list[Transition]:
-        if route in self._retired:
-            return []
         if not ok:
             self._on_failure(route)
         return self._machine(route, check).sample(sample_id, at, ok)

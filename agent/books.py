@@ -16,7 +16,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from mailprobe.agent.accounting import Accounting, MailboxEvent
+from mailprobe.agent.accounting import MailboxEvent
+from mailprobe.agent.accounting_routes import RouteAccounting
 from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.compaction import compact
 from mailprobe.agent.config import Config
@@ -64,7 +65,7 @@ class Books:
             {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes},
             sla.delay_maximum,
         )
-        self.acc = Accounting(
+        self.acc = RouteAccounting(
             [r.name for r in config.routes], sla, config.maintenance, clock, on_failure
         )
         self.tally = Tally()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from mailprobe.agent.accounting import Accounting
+from mailprobe.agent.accounting_routes import RouteAccounting
 from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.config import Config, parse_config
 from mailprobe.agent.http import MetricsServer, _loopback
@@ -141,7 +141,7 @@ def test_in_flight_probes_of_a_removed_route_keep_its_marks() -> None:
 def test_a_retired_route_ends_its_outage_at_the_reload_and_ignores_later_samples() -> None:
     """Its history stays; its open down period ends when it stops being observed; a probe of
     before that turns up lost afterwards makes no new outage."""
-    acc = Accounting(("a", "b"), SlaConfig(), clock=lambda: 0.0)
+    acc = RouteAccounting(("a", "b"), SlaConfig(), clock=lambda: 0.0)
     sim = Sim(acc)
     sim.start(0.0)
     sim.steady("a", 0, 1000)
