@@ -302,9 +302,11 @@ def check_agreement(from_prom: dict[str, Any], from_ledgers: dict[str, Any]) -> 
 
     # Local slivers at the joint outage's edges (the first vantage down, the last one back) are
     # shorter than the edges are known from Prometheus: compare those longer than two scrapes.
+    # Send and receive start within a second of each other: pair them by check, not by order.
     def kept(kind: str, report: dict[str, Any]) -> list[dict[str, Any]]:
-        return [o for o in report["fleet"][kind]
-                if kind == "provider" or o["end"] - o["start"] > 2 * SCRAPE]  # fmt: skip
+        found = [o for o in report["fleet"][kind]
+                 if kind == "provider" or o["end"] - o["start"] > 2 * SCRAPE]  # fmt: skip
+        return sorted(found, key=lambda o: (o["route"], o["check"], o["vantages"], o["start"]))
 
     for kind in ("provider", "local"):
         mine, theirs = kept(kind, from_prom), kept(kind, from_ledgers)

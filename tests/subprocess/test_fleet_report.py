@@ -232,3 +232,16 @@ def test_the_readme_fleet_commands_run_as_shown(
         assert done.returncode == 0, done.stderr
         assert "Local faults (excluded)" in done.stdout
         assert "berlin-hq" in done.stdout  # the vantages, by their ledgers or their info series
+
+
+def test_without_a_month_both_ways_report_the_previous_one(
+    day: tuple[Path, list[Path]], prometheus: str
+) -> None:
+    """No --month: the previous month when some vantage has data of it, and stderr says so."""
+    config, ledgers = day
+    for source in ([a for p in ledgers for a in ("--ledger", str(p))],
+                   ["--prometheus", prometheus]):  # fmt: skip
+        proc = mailprobe("report", "--config", config, *source, "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert f"mailprobe: reporting {MONTH} (the previous month)" in proc.stderr
+        assert json.loads(proc.stdout)["month"] == MONTH
