@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from mailprobe.agent.accounting import Accounting, MailboxEvent
+from mailprobe.agent.accounting import MailboxEvent
+from mailprobe.agent.accounting_routes import RouteAccounting
 from mailprobe.agent.antivirus_test import AntivirusTest
 from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.compaction import compact
@@ -59,8 +60,10 @@ class Books:
         clock: Callable[[], float],
         on_failure: Callable[[str], None] = lambda route: None,
         enrich: Callable[[Probe], Probe] = lambda probe: probe,
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
+        self._meta = dict(meta or {})  # written into the ledger's meta table at every open
         self._enrich = enrich
         self._clock = clock
         sla = config.sla
@@ -68,7 +71,7 @@ class Books:
             {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes},
             sla.delay_maximum,
         )
-        self.acc = Accounting(
+        self.acc = RouteAccounting(
             [r.name for r in config.routes], sla, config.maintenance, clock, on_failure
         )
         self.webmail = WebmailAccounting([c.name for c in config.webmail], sla, config.maintenance)
@@ -106,6 +109,8 @@ class Books:
         path = self._config.agent.state_dir / LEDGER_FILE
         ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
         self._ledger = ledger
+        for key, value in self._meta.items():
+            ledger.set_meta(key, value)
         self.journal = Journal(ledger)
         self.export.floors.attach(self._config.agent.state_dir / EXPORTED_FILE)
         self.export.floors.load()
@@ -148,6 +153,21 @@ class Books:
         finally:
             self._ledger = None
             ledger.close()
+
+    def reconfigure(self, config: Config, retired: Iterable[str] = ()) -> None:
+        """A reload: the routes of ``config`` from now on; ``retired`` are no longer probed (gone,
+        or moved to other accounts). Probes in flight, counts and totals stay as they are."""
+        now = self._clock()
+        for name in retired:
+            self._write_all(self.acc.retire(name, now))
+        self._config = config
+        self.inflight.set_marks(
+            {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes}
+        )
+        for route in config.routes:
+            self.acc.add_route(route.name)
+        self.export.set_routes(r.name for r in config.routes)
+        self.refresh(now)
 
     def sweep(self, now: float) -> None:
         """Record the marks in-flight probes passed (overdue, lost, over the maximum)."""

@@ -38,6 +38,7 @@ from mailprobe.agent.config_checks import (
     timing_problems,
     validation_problems,
 )
+from mailprobe.agent.config_fleet import FleetSettings, VantageSettings
 from mailprobe.agent.config_types import (
     ConfigPath,
     Count,
@@ -284,6 +285,8 @@ class AgentSettings(_Model):
     extra_headers: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     # Another agent's probe (same secret, other identity) is removed once older than this.
     foreign_probe_max_age: PositiveDuration = 6 * 3600.0
+    # Where this agent probes from (agent/config_fleet.py); `run --vantage NAME` wins.
+    vantage: VantageSettings = VantageSettings()
 
     @field_validator("extra_headers")
     @classmethod
@@ -348,6 +351,7 @@ class Config(_Model):
     sla: SlaConfig = SlaConfig()
     maintenance: MaintenanceWindows = ()
     webmail: tuple[WebmailCheck, ...] = ()
+    fleet: FleetSettings = FleetSettings()
 
     def route_kind(self, route: Route) -> RouteKind:
         """``internal`` or ``external``: as declared, else internal when both addresses share a

@@ -3,6 +3,10 @@
 One column per field of ``mailprobe.agent.probe.Probe``, by name; ``phases`` and ``received`` are
 JSON, ``found_late`` an integer. Schema 1 (mailprobe 0.1) is upgraded in place on open; schema 3
 adds the ``webmail`` samples and the ``antivirus`` tests (new tables, nothing else changes).
+
+The ``meta`` table holds the schema version and facts about the ledger as a whole, one row a key:
+``vantage`` (JSON: name, site, region) names the vantage point its agent last ran as, written at
+each start; a ledger from before vantages has no such row until its agent runs again.
 """
 
 from __future__ import annotations
@@ -216,6 +220,22 @@ class Store:
                 "start `mailprobe run` once to upgrade it"
             )
         return ledger
+
+    def meta(self, key: str) -> str | None:
+        """A meta value (None when the ledger has none)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write a meta value (not the schema version: that is the upgrade's)."""
+        if key == "schema":
+            raise ValueError("the schema version is written by the upgrade only")
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def _version(self) -> int:
         try:

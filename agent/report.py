@@ -9,6 +9,9 @@ and the external routes together (``mailprobe.agent.report_kinds``) and each rou
 ``connectivity``). Remedies are owed on the first scope of the report: the account, or the single
 route asked for. Webmail and anti-virus figures come from ``mailprobe.agent.report_services``;
 the clauses measured only where configured are named as not measured when they are not.
+
+The ledger is read through ``MonthSource``, the four questions the report asks of it, so a fleet
+of vantages merged by the quorum (``mailprobe.agent.fleet_report``) reports through the same code.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from mailprobe.agent.clauses import (
     evaluate,
 )
 from mailprobe.agent.durations import format_duration
-from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.fleet import FleetSummary
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
 from mailprobe.agent.report_kinds import KIND_SCOPE, kind_parts, kind_routes
 from mailprobe.agent.report_precision import precision_notes
 from mailprobe.agent.report_services import WebmailOutage, antivirus_by_scope, webmail_figures
+from mailprobe.agent.report_source import MonthSource
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
@@ -125,6 +129,7 @@ class Report:
     rules: tuple[str, ...]
     not_measured: tuple[str, ...] = tuple(text for _, text in NOT_MEASURED)
     precision: tuple[str, ...] = ()  # how precise the first scope's figures are, in words
+    fleet: FleetSummary | None = None  # several vantage points merged by the quorum
 
     @property
     def verdict(self) -> Verdict:
@@ -221,7 +226,7 @@ def _failure_days(down: Sequence[Span], days: Sequence[tuple[date, Span]]) -> in
 
 
 def build_report(
-    ledger: Ledger,
+    ledger: MonthSource,
     sla: SlaConfig,
     month: str,
     *,

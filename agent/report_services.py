@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from mailprobe.agent.antivirus_test import OUTCOMES, AntivirusTest
 from mailprobe.agent.clauses import AntivirusStats, WebmailStats
-from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe
+from mailprobe.agent.report_source import ServiceSource
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.webmail_books import down_spans, month_stats
 from mailprobe.agent.windows import OneOffWindow, RecurringWindow, Span, clip, intersect
@@ -33,7 +33,7 @@ class WebmailOutage:
 
 
 def webmail_figures(
-    ledger: Ledger,
+    ledger: ServiceSource,
     sla: SlaConfig,
     span: Span,
     observed: Sequence[Span],
@@ -84,7 +84,7 @@ def antivirus_figures(
 
 
 def antivirus_by_scope(
-    ledger: Ledger, span: Span, probes: Sequence[Probe], routes: Mapping[str, bool]
+    ledger: ServiceSource, span: Span, probes: Sequence[Probe], routes: Mapping[str, bool]
 ) -> dict[str, AntivirusStats]:
     """Per route (``routes``: name -> tests configured) and ``""`` for all: the month's tests."""
     tests = ledger.antivirus(*span)

@@ -37,6 +37,7 @@ from mailprobe.agent.scheduler import Scheduler
 from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
 from mailprobe.agent.tokens import Tokens
+from mailprobe.agent.vantage import META_KEY, of_config, register, to_meta
 from mailprobe.agent.watchers import Watchers
 from mailprobe.agent.webconfig import WebConfig
 from mailprobe.agent.webmail_metrics import WebmailMetrics
@@ -68,12 +69,15 @@ class Agent:
         self._forced = asyncio.Event()
         self.ready = asyncio.Event()  # set once the HTTP endpoint is bound and loops are running
         secret = config.agent.secret()
+        self.secret = secret  # the one in use: a reload that finds another needs a restart
         # Who this agent is among those sharing a mailbox: kept in the state dir across restarts.
         self.identity = identity or load_or_create(config.agent.state_dir)
         # Bearer tokens for OAuth2 sign-in, one cache per source, shared by SMTP and IMAP.
         self.tokens = Tokens(self.clock.time)
+        self.vantage = of_config(config.agent.vantage, self.identity)
         self._splitter = DelaySplitter(config)
-        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply)
+        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply,
+                           meta={META_KEY: to_meta(self.vantage)})  # fmt: skip
         accounts = [
             (name, proto)
             for name, acc in config.accounts.items()
@@ -84,9 +88,10 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, self.books, config.sla,
             version=__version__,
         )  # fmt: skip
+        register(self.registry, self.vantage, lambda: self.config.fleet.quorum)
         self.submitter = Submitter(
             config, secret, self.clock, self._stopping, self.identity, self.books.attempting,
-            self.books.abandoned, self.tokens,
+            self.books.abandoned, self.tokens, vantage=config.agent.vantage.name,
         )  # fmt: skip
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng

@@ -40,9 +40,14 @@ class Submitter:
         on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
         on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
         tokens: Tokens | None = None,
+        *,
+        vantage: str | None = None,
     ) -> None:
         self._config = config
         self._identity = identity
+        self._tokens = tokens
+        # Signed into each probe when the config names the vantage (v3); else v2 as before.
+        self._vantage = vantage if identity is not None else None
         self._on_start = on_start
         self._on_abandon = on_abandon
         self._secret = secret
@@ -59,6 +64,21 @@ class Submitter:
         self._active = 0
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new submissions use these accounts and headers; running ones finish as
+        they began."""
+        self._config = config
+        self.extra_headers = dict(config.agent.extra_headers)
+        self._smtp = {
+            name: smtp_endpoint(acc.smtp, self._tokens, acc.address)
+            for name, acc in config.accounts.items()
+            if acc.smtp
+        }
+
+    def endpoint(self, account: str) -> SmtpEndpoint | None:
+        """The SMTP endpoint submissions from ``account`` use now (None: it has none)."""
+        return self._smtp.get(account)
 
     @property
     def active(self) -> int:
@@ -106,6 +126,7 @@ class Submitter:
             extra_headers=self.extra_headers or None,
             probe_id=probe_id,
             agent=self._identity,
+            vantage=self._vantage,
         )
         self._on_start(stamp.probe_id, route.name, sent_at)
         try:

@@ -8,6 +8,7 @@ open session that ends and reconnects is counted as a reconnect, not as a failur
 other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
 Anti-virus tests (``mailprobe.agent.antivirus``) are fetched whole and go to their runner, never
 to the books.
+A reload (``reconfigure``) starts and stops watchers as the routes into each mailbox change.
 """
 
 from __future__ import annotations
@@ -63,35 +64,84 @@ class Watchers:
         self._metrics = metrics
         self._on_back = on_back
         self._clock = clock
+        self._secret = secret
+        self._identity = identity
+        self._tokens = tokens
         self.watches: dict[str, Watch] = {}
+        self._by_route: dict[str, Watch] = {}
+        self._config = config
+        for name, routes in self._receiving(config).items():
+            self.watches[name] = self._watch(config, name, routes)
+        self._index()
+
+    @staticmethod
+    def _receiving(config: Config) -> dict[str, frozenset[str]]:
+        """Each account that routes deliver to and has IMAP: the routes into it."""
+        out = {}
         for name, acc in config.accounts.items():
             routes = frozenset(r.name for r in config.routes if r.to == name)
-            if acc.imap is None or not routes:
-                continue
-            ep = acc.imap
-            policy = WatchPolicy(
-                idle=ep.idle,
-                poll_interval=ep.poll_interval,
-                move_to=ep.move_to,
-                # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
-                # backoff has up to 20 % jitter on top) tells its comeback that closely.
-                reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
-                foreign_probe_max_age=config.agent.foreign_probe_max_age,
-            )
-            watcher = MailboxWatcher(
-                imap_endpoint(ep, acc.address, tokens),
-                secret,
-                self._on_arrival,
-                self._state_callback(name),
-                awaited=self._awaited_callback(routes),
-                policy=policy,
-                clock=clock.time,
-                sleep=clock.sleep,
-                agent_id=identity,
-                hooks=self._hooks(name),
-            )
-            self.watches[name] = Watch(name, watcher, routes)
+            if acc.imap is not None and routes:
+                out[name] = routes
+        return out
+
+    def _watch(self, config: Config, name: str, routes: frozenset[str]) -> Watch:
+        acc = config.accounts[name]
+        ep = acc.imap
+        assert ep is not None  # noqa: S101 - only receiving accounts with IMAP get here
+        policy = WatchPolicy(
+            idle=ep.idle,
+            poll_interval=ep.poll_interval,
+            move_to=ep.move_to,
+            # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
+            # backoff has up to 20 % jitter on top) tells its comeback that closely.
+            reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
+            foreign_probe_max_age=config.agent.foreign_probe_max_age,
+        )
+        # The callbacks are this watch's, not the account's: after a reload replaced it, what
+        # the old watcher still says goes nowhere.
+        box: list[Watch] = []
+        watcher = MailboxWatcher(
+            imap_endpoint(ep, acc.address, self._tokens),
+            self._secret,
+            self._on_arrival,
+            lambda state: self._state(box[0], state),
+            awaited=lambda: self._books.inflight.awaited(box[0].routes),
+            policy=policy,
+            clock=self._clock.time,
+            sleep=self._clock.sleep,
+            agent_id=self._identity,
+            hooks=self._hooks(name),
+        )
+        box.append(Watch(name, watcher, routes))
+        return box[0]
+
+    def _index(self) -> None:
         self._by_route = {r: w for w in self.watches.values() for r in w.routes}
+
+    def reconfigure(
+        self, config: Config, changed: frozenset[str]
+    ) -> tuple[list[Watch], list[Watch]]:
+        """A reload: (watches to start, watches to stop and close).
+
+        A mailbox no route delivers to any more is no longer watched, a new one is; one whose
+        account ``changed`` gets a new watcher; the others keep their session and only learn
+        which routes deliver to them now.
+        """
+        receiving = self._receiving(config)
+        started: list[Watch] = []
+        stopped: list[Watch] = []
+        for name in list(self.watches):
+            if name not in receiving or name in changed:
+                stopped.append(self.watches.pop(name))
+        for name, routes in receiving.items():
+            if name in self.watches:
+                self.watches[name].routes = routes
+            else:
+                self.watches[name] = self._watch(config, name, routes)
+                started.append(self.watches[name])
+        self._config = config
+        self._index()
+        return started, stopped
 
     def _hooks(self, account: str) -> WatchHooks:
         metrics = self._metrics
@@ -103,12 +153,6 @@ class Watchers:
             ).inc(),
             wants_message=self._tests.wants_message if self._tests is not None else None,
         )
-
-    def _awaited_callback(self, routes: frozenset[str]) -> Callable[[], list[float]]:
-        return lambda: self._books.inflight.awaited(routes)
-
-    def _state_callback(self, account: str) -> Callable[[WatchState], None]:
-        return lambda state: self._state(account, state)
 
     def wake(self, route: str) -> None:
         """A probe of ``route`` was just submitted: its mailbox watches closely."""
@@ -152,8 +196,10 @@ class Watchers:
             log.info("probe id=%s route=%s arrived but was not in flight (sent %.3f)",
                      arrival.stamp.probe_id[:12], arrival.stamp.route, arrival.stamp.sent_at)  # fmt: skip
 
-    def _state(self, account: str, state: WatchState) -> None:
-        watch = self.watches[account]
+    def _state(self, watch: Watch, state: WatchState) -> None:
+        account = watch.account
+        if self.watches.get(account) is not watch:
+            return  # a reload stopped this watcher
         watch.error = state.error
         reason = state.error.reason if state.error is not None else Reason.ERROR
         for route in watch.routes:

@@ -78,7 +78,7 @@ async def test_each_scanning_outcome_is_recorded(
     scanning: MailStack, agent: Agent, mode: str, outcome: Outcome
 ) -> None:
     """What ClamAV (or nothing) did to the test virus is the outcome the agent records."""
-    scanning.antivirus(mode)
+    await asyncio.to_thread(scanning.antivirus, mode)
     test = await _tested(agent)
     assert test.outcome is outcome, test
     if outcome is Outcome.REFUSED:
@@ -96,9 +96,9 @@ async def test_report_shows_the_anti_virus_clause(scanning: MailStack, agent: Ag
     follow-ups' delay is measured against the route's other probes."""
     baseline = await round_trip(agent, agent.config.routes[0], timeout=20)
     assert baseline.status is Status.OK
-    scanning.antivirus("reject")
+    await asyncio.to_thread(scanning.antivirus, "reject")
     assert (await _tested(agent)).outcome is Outcome.REFUSED
-    scanning.antivirus("off")
+    await asyncio.to_thread(scanning.antivirus, "off")
     assert (await _tested(agent)).outcome is Outcome.INTACT
     now = agent.clock.time()
     with Ledger.open_readonly(agent.config.agent.state_dir / "ledger.sqlite3") as ledger:

@@ -88,12 +88,12 @@ async def test_wrong_password_is_auth(mailstack: MailStack) -> None:
 @pytest.mark.parametrize("code", [550, 450])
 async def test_recipient_refused_at_rcpt_is_rejected(mailstack: MailStack, code: int) -> None:
     """A permanent or temporary refusal at RCPT: reason rejected with the server's code."""
-    mailstack.reject_recipient(RECEIVER, code)
+    await asyncio.to_thread(mailstack.reject_recipient, RECEIVER, code)
     try:
         agent = Agent(stack_config(mailstack), serve_http=False)
         result = await round_trip(agent, agent.config.routes[0], timeout=10)
     finally:
-        mailstack.clear_rejects()
+        await asyncio.to_thread(mailstack.clear_rejects)
     assert (result.status, result.phase, result.reason) == (
         Status.FAILED,
         "smtp_submit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import grp
 import os
@@ -25,6 +26,7 @@ from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
     MailStackError,
+    children,
     pid_alive,
     read_banner,
     run,
@@ -289,8 +291,25 @@ class MailStack:
         )
 
     def reload_postfix(self) -> None:
-        """Make Postfix re-read main.cf, master.cf and its texthash tables."""
+        """Make Postfix re-read main.cf, master.cf and its texthash tables; return once every
+        process started under the old settings is gone.
+
+        The master only tells its children to finish: an idle smtpd or cleanup that has not
+        noticed yet would take the next connection with the settings of before.
+        """
+        if _in_event_loop():
+            # The wait below would block the loop, and with it a session of the caller's own
+            # agent that keeps an old smtpd alive: a deadlock until the timeout.
+            raise MailStackError("from async code, call this with asyncio.to_thread")
+        master = self._postfix_pid
+        old = children(master) if master is not None else set()
         self._postfix("reload")
+        try:
+            wait_until(lambda: not any(pid_alive(pid) for pid in old),
+                       time.monotonic() + self.timeout, "")  # fmt: skip
+        except MailStackError:
+            left = [_command_line(pid) for pid in sorted(old) if pid_alive(pid)]
+            raise MailStackError(f"Postfix processes of before the reload still run: {left}") from None
 
     def antivirus(self, mode: str) -> None:
         """Scan what the submission listeners accept: `off`, `reject` (clamav-milter refuses
@@ -472,6 +491,21 @@ class MailStack:
     def client_ssl_context(self) -> ssl.SSLContext:
         """A verifying client context that trusts exactly this stack's CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return f"pid {pid}"
 
 
 def _contains(path: Path, needle: bytes) -> bool:

@@ -10,6 +10,7 @@ import pytest
 
 from mailprobe.agent.ledger import SCHEMA_VERSION, Ledger
 from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.vantage import META_KEY, Vantage, from_meta, to_meta
 
 # The schema mailprobe 0.1 created, verbatim.
 SCHEMA_1 = """
@@ -124,3 +125,33 @@ def test_a_report_refuses_a_ledger_not_yet_upgraded(tmp_path: Path) -> None:
     _schema_1_ledger(path)
     with pytest.raises(sqlite3.DatabaseError, match="start `mailprobe run` once"):
         Ledger.open_readonly(path)
+
+
+def test_a_ledger_from_before_vantages_gains_the_vantage_row_and_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A ledger without a vantage (0.1's, upgraded) reads as having none; once its agent runs
+    with a vantage the meta row names it, and every probe, run and transition is as it was."""
+    path = tmp_path / "ledger.sqlite3"
+    _schema_1_ledger(path)
+    with Ledger.open(path) as ledger:
+        before = (ledger.probes(0, 1e12), ledger.runs(), ledger.transitions(), ledger.counts())
+        assert ledger.meta(META_KEY) is None
+        ledger.set_meta(META_KEY, to_meta(Vantage("berlin", "hq", "eu-central")))
+    with Ledger.open_readonly(path) as reread:
+        assert from_meta(reread.meta(META_KEY)) == Vantage("berlin", "hq", "eu-central")
+        after = (reread.probes(0, 1e12), reread.runs(), reread.transitions(), reread.counts())
+        assert after == before
+        assert reread.meta("schema") == str(SCHEMA_VERSION)
+
+
+def test_the_schema_version_is_not_a_meta_value_to_set(tmp_path: Path) -> None:
+    """Only the upgrade writes the schema version."""
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger, pytest.raises(ValueError, match="upgrade"):
+        ledger.set_meta("schema", "99")
+
+
+@pytest.mark.parametrize("value", [None, "", "not json", "[]", '{"site": "x"}'])
+def test_a_missing_or_damaged_vantage_row_reads_as_none(value: str | None) -> None:
+    """A vantage row that cannot be read names no vantage (the report falls back to the file)."""
+    assert from_meta(value) is None
