@@ -4,7 +4,9 @@ the counts, once, in that order, and then to whoever listens (log, metrics, the 
 Order per record, because the ledger is the evidence a provider is billed on: the ledger row (or,
 while the ledger cannot be written, the journal keeps it), then the counts and the accounting, then
 the transitions the accounting returns go to the ledger too, and only then does the record reach
-the listeners. What /metrics serves is ``exported``: the accounting's totals and the counts, each
+the listeners. Webmail loads take the same way (ledger, then their ``webmail`` checks' confirmation
+in ``mailprobe.agent.webmail_books``, then the transitions); anti-virus tests are recorded as they
+are. What /metrics serves is ``exported``: the accounting's totals and the counts, each
 passed once through the floors so no exported counter ever goes down.
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
-from mailprobe.agent.accounting import Accounting, MailboxEvent
+from mailprobe.agent.accounting import MailboxEvent
+from mailprobe.agent.accounting_routes import RouteAccounting
+from mailprobe.agent.antivirus_test import AntivirusTest
 from mailprobe.agent.checks import Check, Transition
 from mailprobe.agent.compaction import compact
 from mailprobe.agent.config import Config
@@ -27,6 +31,9 @@ from mailprobe.agent.journal import Journal
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Sighting, Status
 from mailprobe.agent.tally import Tally
+from mailprobe.agent.webmail_books import WebmailAccounting
+from mailprobe.agent.webmail_sample import WebmailSample
+from mailprobe.agent.windows import month_bounds, month_of
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +60,10 @@ class Books:
         clock: Callable[[], float],
         on_failure: Callable[[str], None] = lambda route: None,
         enrich: Callable[[Probe], Probe] = lambda probe: probe,
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
+        self._meta = dict(meta or {})  # written into the ledger's meta table at every open
         self._enrich = enrich
         self._clock = clock
         sla = config.sla
@@ -62,13 +71,14 @@ class Books:
             {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes},
             sla.delay_maximum,
         )
-        self.acc = Accounting(
+        self.acc = RouteAccounting(
             [r.name for r in config.routes], sla, config.maintenance, clock, on_failure
         )
+        self.webmail = WebmailAccounting([c.name for c in config.webmail], sla, config.maintenance)
         self.tally = Tally()
         self.export = Export(
             [r.name for r in config.routes],
-            Floors(config.agent.state_dir / EXPORTED_FILE),
+            Floors(None),  # on disk once the ledger is open: probe-once keeps neither
             self.acc.snapshot(clock()),
             self.tally,
         )
@@ -99,11 +109,17 @@ class Books:
         path = self._config.agent.state_dir / LEDGER_FILE
         ledger = Ledger.open(path, over_max=lambda p: p.over_maximum_at(maximum))
         self._ledger = ledger
+        for key, value in self._meta.items():
+            ledger.set_meta(key, value)
         self.journal = Journal(ledger)
+        self.export.floors.attach(self._config.agent.state_dir / EXPORTED_FILE)
         self.export.floors.load()
         self.tally = Tally(ledger.counts())
         now = self._clock()
         self._write_all(self.acc.restore(ledger.history(replay_seconds=self.acc.replay_seconds)))
+        month_start = month_bounds(month_of(now, self._config.sla.timezone),
+                                   self._config.sla.timezone)[0]  # fmt: skip
+        self.webmail.restore(ledger.webmail_transitions(), ledger.webmail(month_start, math.inf))
         ledger.started(now)
         self.acc.started(now)
         self._compact(now)
@@ -138,6 +154,21 @@ class Books:
             self._ledger = None
             ledger.close()
 
+    def reconfigure(self, config: Config, retired: Iterable[str] = ()) -> None:
+        """A reload: the routes of ``config`` from now on; ``retired`` are no longer probed (gone,
+        or moved to other accounts). Probes in flight, counts and totals stay as they are."""
+        now = self._clock()
+        for name in retired:
+            self._write_all(self.acc.retire(name, now))
+        self._config = config
+        self.inflight.set_marks(
+            {r.name: Marks(r.overdue_after, r.lost_after) for r in config.routes}
+        )
+        for route in config.routes:
+            self.acc.add_route(route.name)
+        self.export.set_routes(r.name for r in config.routes)
+        self.refresh(now)
+
     def sweep(self, now: float) -> None:
         """Record the marks in-flight probes passed (overdue, lost, over the maximum)."""
         for old, new in self.inflight.sweep(now):
@@ -147,6 +178,7 @@ class Books:
         """Advance time: marks, deadlines, heartbeat, compaction once a day, a fresh export."""
         self.sweep(now)
         self._write_all(self.acc.tick(now))
+        self._write_all(self.webmail.tick(now))
         if self.journal is not None:
             self.journal.heartbeat(now)
         self._compact(now)
@@ -194,6 +226,27 @@ class Books:
             if self.journal is not None:
                 self.journal.write(event)
             self._write_all(self.acc.mailbox(event))
+
+    def record_webmail(self, sample: WebmailSample) -> None:
+        """A webmail load: into the ledger, then its check's confirmation."""
+        if self.journal is not None:
+            self.journal.write(sample)
+        self._write_all(self.webmail.record(sample))
+
+    def antivirus_history(self) -> list[AntivirusTest]:
+        """The ledger's anti-virus tests (to continue their schedule and pending ones)."""
+        if self._ledger is None:
+            return []
+        try:
+            return self._ledger.antivirus()
+        except sqlite3.Error as exc:
+            log.warning("ledger read (anti-virus tests) failed: %s", exc)
+            return []
+
+    def record_antivirus(self, test: AntivirusTest) -> None:
+        """An anti-virus test sent, decided, or given its follow-up: into the ledger."""
+        if self.journal is not None:
+            self.journal.write(test)
 
     def _commit(self, old: Probe | None, new: Probe, now: float) -> Probe | None:
         if old is not None and not new.supersedes(old):

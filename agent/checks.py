@@ -4,6 +4,8 @@ Checks. Per route: ``send`` (submission works), ``receive`` (the mailbox can be 
 arrive in time), ``connectivity`` (both work: down while either is down). For the account, route
 ``all``: ``any`` (some check of some route is down; overlaps are counted once). ``send`` and
 ``receive`` are the base checks: their transitions are the record; the other two are derived.
+``webmail`` is a webmail check's (its name in the route's place): counted apart, never part of
+the mail checks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Check(enum.StrEnum):
     RECEIVE = "receive"
     CONNECTIVITY = "connectivity"
     ANY = "any"
+    WEBMAIL = "webmail"
 
 
 BASE_CHECKS = (Check.SEND, Check.RECEIVE)

@@ -19,10 +19,12 @@ from typing import NoReturn
 
 from mailprobe.agent import __version__, logs
 from mailprobe.agent.config import Config
+from mailprobe.agent.config_fleet import vantage_name
 from mailprobe.agent.durations import MAX_DURATION, parse_duration
 from mailprobe.agent.identity import IdentityError
 from mailprobe.agent.logformat import LOG_FORMATS, LogFormat, setup_logging
 from mailprobe.agent.probe_once import exit_code, nagios_line, probe_once, result_json, thresholds
+from mailprobe.agent.reload import Reloader
 from mailprobe.agent.report_command import add_report_arguments, main_report
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.sdnotify import Notifier, keep_alive, watchdog_interval
@@ -101,8 +103,12 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     return exit_code(result)
 
 
-async def _run(config: Config, web: WebConfig | None) -> None:
+async def _run(config: Config, web: WebConfig | None, path: Path, vantage: str | None) -> None:
     agent = Agent(config, web=web)
+    # SIGHUP and POST /-/reload re-read the config file, with the command line's --vantage.
+    reloader = Reloader(agent, path, prepare=lambda new: _with_vantage(new, vantage))
+    if agent.http is not None:
+        agent.http.reload = reloader.reload
     # Under systemd (Type=notify): READY=1 once /metrics is bound and the loops run, STOPPING=1
     # as soon as shutdown begins, WATCHDOG=1 pings while the event loop turns.
     systemd = Notifier.from_environment()
@@ -118,9 +124,11 @@ async def _run(config: Config, web: WebConfig | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, reloader.wanted.set)
     helpers = [
         asyncio.ensure_future(_announce_ready(agent, systemd)),
         asyncio.ensure_future(keep_alive(systemd, watchdog_interval())),
+        asyncio.ensure_future(reloader.run()),
     ]
     try:
         await (await start_agent(agent))
@@ -130,7 +138,7 @@ async def _run(config: Config, web: WebConfig | None) -> None:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         systemd.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
@@ -140,15 +148,27 @@ async def _announce_ready(agent: Agent, systemd: Notifier) -> None:
     systemd.send("READY=1", f"STATUS=probing {len(agent.config.routes)} route(s){where}")
 
 
+def _with_vantage(config: Config, name: str | None) -> Config:
+    """The config with `run --vantage NAME` in place of agent.vantage.name."""
+    if name is None:
+        return config
+    try:
+        vantage_name(name)
+    except ValueError as exc:
+        fail(f"--vantage: {exc}")
+    vantage = config.agent.vantage.model_copy(update={"name": name})
+    return config.model_copy(update={"agent": config.agent.model_copy(update={"vantage": vantage})})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    config = config_or_exit(args.config)
+    config = _with_vantage(config_or_exit(args.config), args.vantage)
     web_path = args.web_config_file or config.agent.web_config_file
     web = _load_web(web_path) if web_path is not None else None
     log_format: LogFormat = args.log_format or config.agent.log_format
     _setup_logging(config.agent.log_level, log_format, config)
     try:
-        asyncio.run(_run(config, web))
+        asyncio.run(_run(config, web, args.config, args.vantage))
     except StartupError as exc:
         fail(f"cannot start: {exc}")
     except IdentityError as exc:
@@ -163,9 +183,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_or_exit(args.file)
     if config.agent.web_config_file is not None:
         _load_web(config.agent.web_config_file)
+    routes = []
+    for r in config.routes:
+        text = f"{r.name} {r.from_}->{r.to} every {r.interval:g}s, {config.route_kind(r)}"
+        if r.antivirus is not None:
+            text += f", anti-virus test every {r.antivirus.every:g}s"
+        routes.append(text)
+    webmail = "".join(
+        f"; webmail {c.name} ({c.mode}) every {c.interval:g}s" for c in config.webmail
+    )
     print(
         f"{args.file}: ok ({len(config.accounts)} account(s), {len(config.routes)} route(s): "
-        + ", ".join(f"{r.name} {r.from_}->{r.to} every {r.interval:g}s" for r in config.routes)
+        + "; ".join(routes)
+        + webmail
         + ")"
     )
     return EXIT_OK
@@ -241,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "format (default: agent.web_config_file)")  # fmt: skip
     p.add_argument("--log-format", choices=LOG_FORMATS,
                    help="text lines or JSON lines (default: agent.log_format, text)")  # fmt: skip
+    p.add_argument("--vantage", metavar="NAME",
+                   help="the vantage point this agent probes from (default: agent.vantage.name, "
+                        "else the agent's identity)")  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the monthly SLA report from the ledger")

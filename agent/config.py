@@ -12,7 +12,6 @@ no control characters.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -20,6 +19,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictStr,
@@ -30,6 +30,8 @@ from pydantic import (
 )
 
 from mailprobe.agent.budgets import DEFAULT as DEFAULT_BUDGET
+from mailprobe.agent.config_auth import Auth
+from mailprobe.agent.config_base import ConfigError, PositiveDuration
 from mailprobe.agent.config_checks import (
     MIN_STEP,
     cross_problems,
@@ -37,7 +39,9 @@ from mailprobe.agent.config_checks import (
     timing_problems,
     validation_problems,
 )
+from mailprobe.agent.config_fleet import FleetSettings, VantageSettings
 from mailprobe.agent.config_types import (
+    Commands,
     ConfigPath,
     Count,
     EnvName,
@@ -49,32 +53,37 @@ from mailprobe.agent.config_types import (
     Text,
     shown,
 )
-from mailprobe.agent.config_yaml import check_values, parse_yaml, read_text
+from mailprobe.agent.config_yaml import check_values, parse_yaml, read_secret, read_text
 from mailprobe.agent.durations import (
     Duration,
     RetentionDuration,
     format_duration,
-    positive,
 )
 from mailprobe.agent.logformat import LogFormat
+from mailprobe.agent.presets import PROVIDERS, MissingSignIn, fill_account
 from mailprobe.agent.sla import SlaConfig
+from mailprobe.agent.webmail_config import (
+    WebmailCheck,
+    limit_problems,
+    machine_problems,
+    name_problems,
+)
 from mailprobe.agent.windows import MaintenanceWindows
 from mailprobe.probes.delaysplit import ServicePatterns
 from mailprobe.probes.message import SIGNED_HEADERS
 
 RESERVED_ROUTE = "all"  # the label value of service-wide series
-MIN_BUDGET = 10  # commands: fewer leave a probe's watch with almost no look
 MIN_RETENTION = 400 * 86400.0
 """Ledger rows are kept at least this long: the report month and the rolling year before it."""
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 _HEADER_NAME = re.compile(r"X-[A-Za-z0-9-]{1,64}")
 _PROBE_HEADERS = frozenset(h.lower() for h in SIGNED_HEADERS)
+MIN_ANTIVIRUS_EVERY = 60.0
+"""Test viruses at most once a minute: a provider's security team sees every one."""
 _MAX_HEADER_VALUE = 900  # a header line stays under SMTP's 998-character limit
 _LISTEN_HOST: TypeAdapter[str] = TypeAdapter(Host)
 StrictName = Annotated[StrictStr, Field(max_length=64)]
-
-PositiveDuration = Annotated[Duration, AfterValidator(positive)]
 
 
 def _step(seconds: float) -> float:
@@ -107,16 +116,11 @@ def _account_name(name: str) -> str:
     return name
 
 
-class ConfigError(Exception):
-    """The config cannot be used; `problems` lists each as `key.path: message`, one line each.
-
-    `path` is the file, when the config came from one.
-    """
-
-    def __init__(self, problems: list[str], *, path: Path | None = None) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-        self.path = path
+def _sign_in_needed(value: object) -> object:
+    """A preset account's endpoint without auth or password: say what its provider takes."""
+    if isinstance(value, MissingSignIn):
+        raise ValueError(value.message())
+    return value
 
 
 class _Model(BaseModel):
@@ -136,13 +140,17 @@ class Endpoint(_Model):
     verify: Flag = True
     timeout: PositiveDuration = 30.0
     source_address: IpAddress | None = None
+    # Sign in with an OAuth2 bearer token instead of the password (agent/config_auth.py).
+    auth: Annotated[Auth | None, BeforeValidator(_sign_in_needed)] = None
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Self:
         if self.password_env and self.password_file:
             raise ValueError("password_file: give password_env or password_file, not both")
-        if self.username and not (self.password_env or self.password_file):
-            raise ValueError("password_env: username needs password_env or password_file")
+        if self.auth is not None and (self.password_env or self.password_file):
+            raise ValueError("auth: give a password or an auth section, not both")
+        if self.username and not (self.password_env or self.password_file or self.auth):
+            raise ValueError("password_env: username needs password_env, password_file or auth")
         return self
 
     def password(self) -> str | None:
@@ -169,11 +177,9 @@ class ImapEndpointConfig(Endpoint):
     # Move verified probes here instead of deleting them.
     move_to: Annotated[Text, Field(min_length=1)] | None = None
     # IMAP commands the watcher may spend on one awaited probe, and in any minute.
-    max_commands_per_probe: Count = Field(default=DEFAULT_BUDGET.per_probe, ge=MIN_BUDGET, le=10000)
-    max_commands_per_minute: Count = Field(
-        default=DEFAULT_BUDGET.per_minute, ge=MIN_BUDGET, le=100000
-    )
-    # Probes filed as spam land here; default: the folder LIST marks \Junk.
+    max_commands_per_probe: Commands = DEFAULT_BUDGET.per_probe
+    max_commands_per_minute: Commands = DEFAULT_BUDGET.per_minute
+    # Probes filed as spam land here; default: the folder LIST marks \Junk. Presets fill it.
     junk_folder: Annotated[Text, Field(min_length=1)] | None = None
     watch_junk: Flag = True
 
@@ -188,17 +194,48 @@ class Account(_Model):
     """A mailbox the agent sends from and/or receives at."""
 
     address: Annotated[Text, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
+    # A provider's preset fills smtp and imap (agent/presets.py); what is given here wins.
+    provider: StrictStr | None = None
     smtp: SmtpEndpointConfig | None = None
     imap: ImapEndpointConfig | None = None
     # Hosts of this account's mail service in Received headers (globs, IPs, CIDRs); default:
     # the address's domain and its subdomains, plus the SMTP and IMAP hosts.
     service_hosts: tuple[Text, ...] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return fill_account(data) if isinstance(data, dict) else data
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, name: str | None) -> str | None:
+        if name is not None and name not in PROVIDERS:
+            raise ValueError(f"{shown(name)} is not one of: {', '.join(PROVIDERS)}")
+        return name
+
     @field_validator("service_hosts")
     @classmethod
     def _service_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         ServicePatterns.parse(value)  # raises ValueError naming the bad entry
         return value
+
+
+def _antivirus_every(seconds: float) -> float:
+    if seconds < MIN_ANTIVIRUS_EVERY:
+        raise ValueError(f"must be at least {format_duration(MIN_ANTIVIRUS_EVERY)}")
+    return seconds
+
+
+class AntivirusTest(_Model):
+    """Now and then a probe with the EICAR test file attached (off unless a route sets it)."""
+
+    every: Annotated[Duration, AfterValidator(_antivirus_every)] = 86400.0
+    # Not delivered by then (refused later, quarantined, dropped): its own outcome, not_seen.
+    deadline: PositiveDuration = 1800.0
+
+
+RouteKind = Literal["internal", "external"]
 
 
 class Route(_Model):
@@ -211,6 +248,9 @@ class Route(_Model):
     jitter: Duration | None = None  # default: 10 % of the interval
     overdue_after: PositiveDuration = 3600.0
     lost_after: PositiveDuration = 86400.0
+    # internal: both ends at the monitored provider; default: derived from the addresses' domains.
+    kind: RouteKind | None = None
+    antivirus: AntivirusTest | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -257,6 +297,8 @@ class AgentSettings(_Model):
     extra_headers: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     # Another agent's probe (same secret, other identity) is removed once older than this.
     foreign_probe_max_age: PositiveDuration = 6 * 3600.0
+    # Where this agent probes from (agent/config_fleet.py); `run --vantage NAME` wins.
+    vantage: VantageSettings = VantageSettings()
 
     @field_validator("extra_headers")
     @classmethod
@@ -320,6 +362,17 @@ class Config(_Model):
     routes: list[Route] = Field(min_length=1)
     sla: SlaConfig = SlaConfig()
     maintenance: MaintenanceWindows = ()
+    webmail: tuple[WebmailCheck, ...] = ()
+    fleet: FleetSettings = FleetSettings()
+
+    def route_kind(self, route: Route) -> RouteKind:
+        """``internal`` or ``external``: as declared, else internal when both addresses share a
+        mail domain (one provider at both ends)."""
+        if route.kind is not None:
+            return route.kind
+        sender = self.accounts[route.from_].address.rpartition("@")[2].lower()
+        recipient = self.accounts[route.to].address.rpartition("@")[2].lower()
+        return "internal" if sender == recipient else "external"
 
     def route(self, name: str) -> Route:
         """The route called `name` (KeyError if none)."""
@@ -327,22 +380,6 @@ class Config(_Model):
             if route.name == name:
                 return route
         raise KeyError(name)
-
-
-def read_secret(env: str | None, file: Path | None) -> str | None:
-    """A secret from an environment variable or the first line of a file."""
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise LookupError(f"environment variable {env} is not set")
-        return value
-    if file:
-        try:
-            lines = read_text(file, what="secret").splitlines()
-        except ValueError as exc:
-            raise LookupError(f"{file}: {exc}") from None
-        return lines[0].strip() if lines else ""
-    return None
 
 
 def parse_config(data: Any, *, check_secrets: bool = True) -> Config:
@@ -359,13 +396,13 @@ def parse_config(data: Any, *, check_secrets: bool = True) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += validation_problems(exc)
-    problems += cross_problems(data)
+    problems += cross_problems(data) + name_problems(data.get("webmail"))
     if config is not None:
-        problems += timing_problems(config)
+        problems += timing_problems(config) + limit_problems(config.webmail, config.sla)
     if problems or config is None:
         raise ConfigError(problems)
     if check_secrets:
-        problems = secret_problems(config)
+        problems = secret_problems(config) + machine_problems(config.webmail)
         if problems:
             raise ConfigError(problems)
     return config

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from mailprobe.agent.config_types import key_path, shown
 from mailprobe.agent.durations import format_duration
+from mailprobe.agent.presets import preset
 
 if TYPE_CHECKING:
     from mailprobe.agent.config import Config
@@ -62,7 +63,7 @@ def cross_problems(data: dict[str, Any]) -> list[str]:
         name = route.get("name")
         if isinstance(name, str):
             if name in seen:
-                problems.append(f"{where}.name: duplicate route name {name!r}")
+                problems.append(f"{where}.name: duplicate route name {shown(name)}")
             seen.add(name)
         for key, proto in (("from", "smtp"), ("to", "imap")):
             ref = route.get(key)
@@ -70,10 +71,18 @@ def cross_problems(data: dict[str, Any]) -> list[str]:
                 continue
             account = accounts.get(ref)
             if account is None:
-                problems.append(f"{where}.{key}: no account named {ref!r}")
-            elif isinstance(account, dict) and account.get(proto) is None:
-                problems.append(f"{where}.{key}: account {ref!r} has no {proto} section")
+                problems.append(f"{where}.{key}: no account named {shown(ref)}")
+            elif isinstance(account, dict) and not _has_section(account, proto):
+                problems.append(f"{where}.{key}: account {shown(ref)} has no {proto} section")
     return problems + _maintenance_problems(data.get("maintenance"), seen)
+
+
+def _has_section(account: dict[str, Any], proto: str) -> bool:
+    """The account has an smtp or imap section, written or filled by its provider's preset."""
+    if proto in account:
+        return account[proto] is not None
+    provider = account.get("provider")
+    return isinstance(provider, str) and preset(provider) is not None
 
 
 def _maintenance_problems(windows: Any, routes: set[str]) -> list[str]:
@@ -86,7 +95,7 @@ def _maintenance_problems(windows: Any, routes: set[str]) -> list[str]:
         if not isinstance(names, list):
             continue
         problems += [
-            f"maintenance[{i}].routes: no route named {name!r}"
+            f"maintenance[{i}].routes: no route named {shown(name)}"
             for name in names
             if isinstance(name, str) and name not in routes
         ]
@@ -139,6 +148,9 @@ def secret_problems(config: Config) -> list[str]:
                 endpoint.password()
             except LookupError as exc:
                 problems.append(f"accounts.{name}.{proto}.password: {exc}")
+            if endpoint.auth is not None:
+                where = f"accounts.{name}.{proto}.auth"
+                problems += [f"{where}.{problem}" for problem in endpoint.auth.problems()]
             if endpoint.ca_file is not None:
                 problem = _ca_problem(endpoint.ca_file)
                 if problem is not None:

@@ -11,6 +11,7 @@ numbers, and mapping keys that are not strings.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,26 @@ def read_text(path: Path, what: str = "config") -> str:
         raise ValueError(
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save it as UTF-8"
         ) from None
+
+
+def read_secret(env: str | None, file: Path | None, *, whole: bool = False) -> str | None:
+    """A secret from an environment variable or a file: its first line, or all of it (`whole`,
+    for a PEM key or a JSON key file); LookupError saying why it cannot be read."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise LookupError(f"environment variable {env} is not set")
+        return value
+    if file:
+        try:
+            text = read_text(file, what="secret")
+        except ValueError as exc:
+            raise LookupError(f"{file}: {exc}") from None
+        if whole:
+            return text
+        lines = text.splitlines()
+        return lines[0].strip() if lines else ""
+    return None
 
 
 def _where(mark: Any) -> str:

@@ -112,6 +112,18 @@ class Confirmation:
         self.down_since, self.suspect = self.suspect, None
         return [self._tr(False, self.down_since)]
 
+    def close(self, at: float) -> list[Transition]:
+        """The check is no longer observed from ``at`` on: an open period ends there, a
+        suspicion is dropped, and samples known but not yet applied are let go."""
+        self.suspect = None
+        self._ready.clear()
+        self.cursor = max(self.cursor, at)
+        if self.down_since is None:
+            return []
+        self.closed.append((self.down_since, max(self.down_since, at)))
+        self.down_since = None
+        return [self._tr(True, at)]
+
     def restore(self, transition: Transition) -> None:
         """Continue from a recorded transition of this check."""
         self.cursor = max(self.cursor, transition.at)

@@ -54,6 +54,10 @@ class Export:
         self.error: str | None = None
         self.exported = self._export(snap, tally)  # floors not loaded yet: nothing to commit
 
+    def set_routes(self, routes: Iterable[str]) -> None:
+        """The configured routes changed (a reload): the counts of these are exported."""
+        self._routes = tuple(routes)
+
     def refresh(self, snap: Snapshot, tally: Tally) -> None:
         """New figures from a snapshot and the counts; the floors are written first."""
         exported = self._export(snap, tally)

@@ -91,6 +91,10 @@ class Floors:
         """The floor of a series, if it has one."""
         return self._values.get(series_key(name, labels))
 
+    def attach(self, path: Path) -> None:
+        """Keep the floors in ``path`` from now on (a run with a ledger; probe-once has none)."""
+        self._path = path
+
     def commit(self, keep_month: str | None = None) -> None:
         """Write the floors (atomically, fsynced) if any rose; raises OSError when it cannot.
 

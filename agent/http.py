@@ -1,6 +1,8 @@
 """A small asyncio HTTP endpoint: GET /metrics (Prometheus text format), GET /healthz (JSON) and
 GET /-/healthy (200 while the process serves; for liveness checks, which must not fail while the
-provider is down).
+provider is down); POST /-/reload re-reads the config, as Prometheus' own does, but only from
+the machine itself (a loopback peer; 403 for anyone else): 200 once applied, 500 with every
+problem when the running config stays.
 
 With a web config it serves over TLS and asks every request for basic auth, as Prometheus
 exporters do: a request without the right credentials gets 401 and a WWW-Authenticate challenge.
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -21,7 +24,11 @@ from mailprobe.agent.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 _READ_TIMEOUT = 5.0
+_RELOAD_TIMEOUT = 60.0  # a reload reads the config and starts or stops watchers
 _MAX_HEADER = 16384
+
+Reload = Callable[[], Awaitable[tuple[bool, str]]]
+"""Re-read the config: (applied, what happened in words)."""
 
 
 class MetricsServer:
@@ -43,6 +50,7 @@ class MetricsServer:
         self._auth = Authenticator(web.users) if web is not None and web.users else None
         self._extra_headers = "".join(f"{k}: {v}\r\n" for k, v in web.headers) if web else ""
         self._server: asyncio.Server | None = None
+        self.reload: Reload | None = None  # set by `mailprobe run`: POST /-/reload
 
     @property
     def port(self) -> int:
@@ -90,6 +98,8 @@ class MetricsServer:
             ):
                 status, ctype, body = "401 Unauthorized", "text/plain", b"unauthorized\n"
                 extra += f"WWW-Authenticate: {CHALLENGE}\r\n"
+            elif method == "POST" and path.split("?", 1)[0] == "/-/reload":
+                status, ctype, body = await self._reload(writer)
             else:
                 status, ctype, body = self._route(method, path.split("?", 1)[0])
             body_out = b"" if method == "HEAD" else body
@@ -108,6 +118,15 @@ class MetricsServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    async def _reload(self, writer: asyncio.StreamWriter) -> tuple[str, str, bytes]:
+        if self.reload is None:
+            return "404 Not Found", "text/plain", b"not found\n"
+        if not _loopback(writer.get_extra_info("peername")):
+            return "403 Forbidden", "text/plain", b"reload only from the machine itself\n"
+        ok, text = await asyncio.wait_for(self.reload(), _RELOAD_TIMEOUT)
+        status = "200 OK" if ok else "500 Internal Server Error"
+        return status, "text/plain", text.encode() + b"\n"
+
     def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"method not allowed\n"
@@ -122,6 +141,17 @@ class MetricsServer:
         if path == "/":
             return "200 OK", "text/plain", b"mailprobe: see /metrics and /healthz\n"
         return "404 Not Found", "text/plain", b"not found\n"
+
+
+def _loopback(peer: object) -> bool:
+    """The peer address (host, port, ...) is on the loopback network."""
+    try:
+        address = ipaddress.ip_address(str(peer[0]))  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, KeyError):
+        return False  # a Unix socket, or no address at all
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _header(lines: list[str], name: str) -> str | None:

@@ -30,8 +30,23 @@ class InFlight:
 
     def __init__(self, marks: Mapping[str, Marks], delay_maximum: float) -> None:
         self._marks = dict(marks)
+        self._retired: dict[str, Marks] = {}  # routes no longer configured, while probes are held
         self._maximum = delay_maximum
         self._probes: dict[str, Probe] = {}
+
+    def set_marks(self, marks: Mapping[str, Marks]) -> None:
+        """The configured routes changed (a reload): new probes only of these, with these marks.
+
+        Probes already held stay, also those of a route no longer configured: they keep its old
+        marks until they arrive or are let go.
+        """
+        for route, old in self._marks.items():
+            if route not in marks:
+                self._retired[route] = old
+        self._marks = dict(marks)
+        for route in list(self._retired):
+            if route in self._marks or not any(p.route == route for p in self._probes.values()):
+                del self._retired[route]
 
     def __len__(self) -> int:
         return len(self._probes)
@@ -86,7 +101,7 @@ class InFlight:
         """
         out: list[tuple[Probe, Probe]] = []
         for pid, probe in list(self._probes.items()):
-            marks = self._marks[probe.route]
+            marks = self._marks.get(probe.route) or self._retired[probe.route]
             age = now - probe.sent_at
             new = probe
             mark = new.over_maximum_at(self._maximum)

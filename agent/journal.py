@@ -20,13 +20,15 @@ from collections import deque
 from collections.abc import Callable
 
 from mailprobe.agent.accounting import MailboxEvent
+from mailprobe.agent.antivirus_test import AntivirusTest
 from mailprobe.agent.checks import Transition
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe
+from mailprobe.agent.webmail_sample import WebmailSample
 
 log = logging.getLogger(__name__)
 
-Record = Probe | Transition | MailboxEvent
+Record = Probe | Transition | MailboxEvent | WebmailSample | AntivirusTest
 MAX_KEPT = 1_000_000  # far beyond days of any config; past it the oldest records go, counted
 
 
@@ -88,6 +90,10 @@ class Journal:
             self._ledger.record(record)
         elif isinstance(record, Transition):
             self._ledger.record_transition(record)
+        elif isinstance(record, WebmailSample):
+            self._ledger.record_webmail(record)
+        elif isinstance(record, AntivirusTest):
+            self._ledger.record_antivirus(record)
         else:
             self._ledger.record_mailbox(record)
 

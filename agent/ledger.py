@@ -12,6 +12,8 @@ One file in the state dir, WAL journal. Decisions:
 - Only base-check transitions (send, receive) are the record; derived ones are kept for reading.
 - Agent runs are observed spans; ``heartbeat`` extends the open run, so a SIGKILL loses at most one
   heartbeat interval of observed time. An open run found at startup ends at its last heartbeat.
+- Webmail samples and anti-virus tests have tables of their own (``ledger_services``); a webmail
+  check's transitions (check ``webmail``) share the transitions table but never count as mail.
 - ``compact`` deletes rows before a cut and adds what the caller computed of them to the
   ``baseline`` table (seconds and counts per route, check and kind), so totals continue unchanged.
   The ledger does no accounting of its own.
@@ -30,16 +32,16 @@ from mailprobe.agent.ledger_schema import (
     PROBE_FIELDS,
     SCHEMA_VERSION,
     UPSERT,
-    Store,
     probe_row,
     row_probe,
 )
+from mailprobe.agent.ledger_services import ServiceRecords
 from mailprobe.agent.probe import Probe
 
 __all__ = ["COUNT_KINDS", "PROBE_FIELDS", "SCHEMA_VERSION", "Ledger"]
 
 
-class Ledger(Store):
+class Ledger(ServiceRecords):
     """The SQLite probe ledger; open with ``Ledger.open(path)``."""
 
     _run_id: int | None = None
@@ -117,7 +119,8 @@ class Ledger(Store):
     def routes(self) -> list[str]:
         """Every route the ledger has seen."""
         rows = self._query(
-            "SELECT route FROM probes UNION SELECT route FROM transitions WHERE route != 'all'"
+            "SELECT route FROM probes UNION SELECT route FROM transitions "
+            "WHERE route != 'all' AND check_name != 'webmail'"
         )
         return sorted(r["route"] for r in rows)
 
@@ -246,6 +249,8 @@ class Ledger(Store):
             cur.execute("DELETE FROM probes WHERE sent_at < ?", (cut,))
             cur.execute("DELETE FROM transitions WHERE at < ?", (cut,))
             cur.execute("DELETE FROM mailbox WHERE at < ?", (cut,))
+            cur.execute("DELETE FROM webmail WHERE at < ?", (cut,))
+            cur.execute("DELETE FROM antivirus WHERE sent_at < ?", (cut,))
             for route, check in still_down:
                 cur.execute(
                     "INSERT OR IGNORE INTO transitions (route, check_name, state, at) "

@@ -1,8 +1,14 @@
 """The ledger's SQLite schema, its upgrades, and probe records to rows and back.
 
 One column per field of ``mailprobe.agent.probe.Probe``, by name; ``phases`` and ``received`` are
-JSON, ``found_late`` an integer, ``junked`` an integer or NULL (not watched). Older schemas are upgraded in place on open: 1
-(mailprobe 0.1) and 2 (before arrival error bounds and the junk folder).
+JSON, ``found_late`` an integer, ``junked`` an integer or NULL (not watched). Older schemas are
+upgraded in place on open, one step after another: 1 (mailprobe 0.1) to 2; 2 to 3 adds the
+``webmail`` samples and the ``antivirus`` tests (new tables, nothing else changes); 3 to 4 adds
+each probe's arrival error bound and its junk-folder answer.
+
+The ``meta`` table holds the schema version and facts about the ledger as a whole, one row a key:
+``vantage`` (JSON: name, site, region) names the vantage point its agent last ran as, written at
+each start; a ledger from before vantages has no such row until its agent runs again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, Self
 from mailprobe.agent.probe import Probe
 from mailprobe.agent.windows import Span, normalize
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PROBE_FIELDS = tuple(f.name for f in fields(Probe))
 _JSON_FIELDS = frozenset({"phases", "received"})
 _BOOL_FIELDS = frozenset({"found_late"})
@@ -80,6 +86,33 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seen REAL NOT NULL,
     stopped_at REAL
 );
+CREATE TABLE IF NOT EXISTS webmail (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    reason TEXT,
+    phase TEXT,
+    status_code INTEGER,
+    redirects INTEGER NOT NULL DEFAULT 0,
+    cert_not_after REAL,
+    phases TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (check_name, at)
+);
+CREATE INDEX IF NOT EXISTS webmail_at ON webmail (at);
+CREATE TABLE IF NOT EXISTS antivirus (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at REAL,
+    reply_code INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    follow_up TEXT
+);
+CREATE INDEX IF NOT EXISTS antivirus_sent_at ON antivirus (sent_at);
 CREATE TABLE IF NOT EXISTS baseline (
     route TEXT NOT NULL,
     check_name TEXT NOT NULL,
@@ -104,9 +137,11 @@ _MIGRATE_1_TO_2 = (
     "UPDATE probes SET lost_at = updated_at WHERE status = 'lost'",
 )
 
-# Schema 2 kept no error bound with an arrival and did not watch the junk folder: both stay
-# unknown (NULL) for its probes.
-_MIGRATE_2_TO_3 = (
+# Schema 2 -> 3 only adds tables, which the schema script creates.
+_MIGRATE_2_TO_3: tuple[str, ...] = ()
+# Schemas before 4 kept no error bound with an arrival and did not watch the junk folder: both
+# stay unknown (NULL) for their probes.
+_MIGRATE_3_TO_4 = (
     "ALTER TABLE probes ADD COLUMN arrival_error_seconds REAL",
     "ALTER TABLE probes ADD COLUMN junked INTEGER",
 )
@@ -200,6 +235,22 @@ class Store:
             )
         return ledger
 
+    def meta(self, key: str) -> str | None:
+        """A meta value (None when the ledger has none)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write a meta value (not the schema version: that is the upgrade's)."""
+        if key == "schema":
+            raise ValueError("the schema version is written by the upgrade only")
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def _version(self) -> int:
         try:
             rows = self._query("SELECT value FROM meta WHERE key = 'schema'")
@@ -213,7 +264,7 @@ class Store:
             raise sqlite3.DatabaseError(
                 f"ledger schema {version} is newer than this mailprobe ({SCHEMA_VERSION})"
             )
-        steps = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+        steps = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
         for step in range(version, SCHEMA_VERSION) if version else ():
             with self._tx() as cur:
                 for statement in steps[step]:

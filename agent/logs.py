@@ -3,14 +3,17 @@
 Three things happen to every record on the way to a handler:
 
 - Library chatter (aioimaplib logs each ignored untagged line at INFO, aiosmtpd each connection)
-  is held below WARNING unless the log level is debug.
+  is held below WARNING unless the log level is debug; urllib3's retry warnings, which repeat
+  what a failed token request says anyway, below ERROR.
 - A message repeated within a minute (same logger, level and text, digits aside) is shown five
   times; the rest are counted and the next one shown after the minute says how many were not
   ("... [repeated 431 more times in 60 s]").
-- Secrets are replaced by `***` at every level, in each form they can take in a log line: as
-  they are, IMAP-quoted (`\\` and `"` escaped, as aioimaplib sends a password), in Python's
-  repr of str and of bytes, and base64 of the AUTH PLAIN and AUTH LOGIN strings. Tracebacks are
-  cut to their first and last lines, so one server's RecursionError is not a thousand frames.
+- Secrets (passwords, the signing secret, OAuth2 client secrets and refresh tokens, each line
+  of a private key) are replaced by `***` at every level, in each form they can take in a log
+  line: as they are, IMAP-quoted (`\\` and `"` escaped, as aioimaplib sends a password), in
+  Python's repr of str and of bytes, and base64 of the AUTH PLAIN and AUTH LOGIN strings.
+  Tracebacks are cut to their first and last lines, so one server's RecursionError is not a
+  thousand frames.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ from dataclasses import dataclass
 
 from mailprobe.agent.config import Config
 
-#: Loggers of libraries whose INFO is per line or per connection.
-LIBRARY_LOGGERS = ("aioimaplib", "aiosmtplib", "mail.log", "mail.debug", "pymap")
+#: Loggers of libraries whose INFO is per line or per connection (or per token request).
+LIBRARY_LOGGERS = ("aioimaplib", "aiosmtplib", "mail.log", "mail.debug", "pymap", "msal",
+                   "google.auth")  # fmt: skip
+#: Loggers whose warnings repeat what the agent logs itself: urllib3's "Retrying ... after
+#: connection broken" for each token request to an issuer that is down.
+ECHO_LOGGERS = ("urllib3",)
 BURST = 5
 PERIOD = 60.0
 MAX_KEYS = 1024
@@ -129,7 +136,8 @@ def auth_forms(username: str, password: str) -> set[str]:
 
 
 def config_logins(config: Config) -> tuple[list[str], list[tuple[str, str]]]:
-    """The probe-signing secret and every (username, password) of the config."""
+    """The probe-signing secret, the OAuth2 secrets (client secrets, refresh tokens, private
+    keys) and every (username, password) of the config."""
     secrets: list[str] = []
     logins: list[tuple[str, str]] = []
     # An unreadable secret is check-config's to report; the scrubber then has nothing to hide.
@@ -139,6 +147,8 @@ def config_logins(config: Config) -> tuple[list[str], list[tuple[str, str]]]:
         for endpoint in (account.smtp, account.imap):
             if endpoint is None:
                 continue
+            if endpoint.auth is not None:
+                secrets += endpoint.auth.secrets()
             try:
                 password = endpoint.password()
             except LookupError:
@@ -158,6 +168,8 @@ def install(
     debug = level.lower() == "debug"
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
+    for name in ECHO_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.ERROR)
     secrets, logins = config_logins(config) if config is not None else ([], [])
     for handler in list(handlers if handlers is not None else logging.getLogger().handlers):
         for old in [f for f in handler.filters if isinstance(f, RateLimit | Scrubber)]:

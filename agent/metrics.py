@@ -151,20 +151,52 @@ class Metrics:
             registry=r,
         )
         for route in self.routes:
-            for histogram in (self.delay, self.send_delay, self.receive_delay, self.arrival_error):
-                histogram.labels(route)
-            self.skew.labels(route).set(0)
-            for phase in SMTP_PHASES:
-                self.phase.labels(route, phase)
-            for proto in PROTOCOLS:
-                self.up.labels(route, proto).set(0)
+            self._precreate(route)
         for account, proto in accounts:
-            self.cert_expiry.labels(account, proto)
-            if proto == "imap":
-                self.imap_commands.labels(account)
-                for action in ("seen", "removed"):
-                    self.foreign.labels(account, action)
-        r.register(BooksCollector(books, self.routes, sla))
+            self._precreate_account(account, proto)
+        self._books = BooksCollector(books, self.routes, sla)
+        r.register(self._books)
+
+    def _histograms(self) -> tuple[Histogram, ...]:
+        return (self.delay, self.send_delay, self.receive_delay, self.arrival_error)
+
+    def _precreate(self, route: str) -> None:
+        for histogram in self._histograms():
+            histogram.labels(route)
+        self.skew.labels(route).set(0)
+        for phase in SMTP_PHASES:
+            self.phase.labels(route, phase)
+        for proto in PROTOCOLS:
+            self.up.labels(route, proto).set(0)
+
+    def _precreate_account(self, account: str, proto: str) -> None:
+        self.cert_expiry.labels(account, proto)
+        if proto == "imap":
+            self.imap_commands.labels(account)
+            for action in ("seen", "removed"):
+                self.foreign.labels(account, action)
+
+    def set_routes(self, routes: Iterable[str], accounts: Iterable[tuple[str, str]]) -> None:
+        """A reload: series of new routes and accounts start at 0, a removed route's live series
+        go (its books' seconds stay, as after a restart); nothing else is reset."""
+        new = tuple(routes)
+        for route in set(self.routes) - set(new):
+            for histogram in self._histograms():
+                histogram.remove(route)
+            self.skew.remove(route)
+            for phase in SMTP_PHASES:
+                self.phase.remove(route, phase)
+            for proto in PROTOCOLS:
+                self.up.remove(route, proto)
+            for gauge in (self.last_probe, self.last_success):
+                gauge.remove(route)  # a label set never set is no error
+        for route in new:
+            if route not in self.routes:
+                self._precreate(route)
+        for account, proto in accounts:
+            self._precreate_account(account, proto)
+        self.routes = new
+        self._books.routes = new
 
     @staticmethod
     def _delay(kind: str, doc: str, registry: CollectorRegistry) -> Histogram:
@@ -220,7 +252,7 @@ class BooksCollector(Collector):
 
     def __init__(self, books: Books, routes: tuple[str, ...], sla: SlaConfig) -> None:
         self._books = books
-        self._routes = routes
+        self.routes = routes  # the configured routes (a reload changes them)
         self._sla = sla
 
     def collect(self) -> Iterator[Metric]:
@@ -320,7 +352,7 @@ class BooksCollector(Collector):
         for kind in COUNTED:
             family = CounterMetricFamily(f"mailprobe_probes_{kind}", _COUNT_DOCS[kind],
                                          labels=["route"])  # fmt: skip
-            for route in self._routes:
+            for route in self.routes:
                 family.add_metric([route], exp.counts.get((route, kind), 0.0))
             yield family
         failed = CounterMetricFamily(
@@ -328,7 +360,7 @@ class BooksCollector(Collector):
             "Probes that failed, by the phase that failed and a fixed reason.",
             labels=["route", "phase", "reason"],
         )
-        for route in self._routes:
+        for route in self.routes:
             for phase in Phase:
                 for reason in Reason:
                     if not plausible(phase, reason):
@@ -342,7 +374,7 @@ class BooksCollector(Collector):
         flying = GaugeMetricFamily(
             "mailprobe_probes_in_flight", "Probes submitted and not yet seen.", labels=["route"]
         )
-        for route in self._routes:
+        for route in self.routes:
             flying.add_metric([route], float(self._books.inflight.count(route)))
         yield flying
 

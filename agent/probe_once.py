@@ -20,6 +20,7 @@ from mailprobe.agent.identity import ephemeral
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.errors import Phase, Reason
+from mailprobe.probes.message import new_probe_id
 
 EXIT_OK, EXIT_WARN, EXIT_FAIL = 0, 1, 2
 NAGIOS_STATE = {Status.OK: "OK", Status.LATE: "WARNING", Status.OVERDUE: "WARNING"}
@@ -132,6 +133,42 @@ async def probe_once(
             await asyncio.wait_for(agent.watchers.close(), whole.left())
 
 
+async def round_trip(agent: Agent, route: Route, timeout: float) -> Probe:
+    """Send one probe of the agent's and wait, at most ``timeout`` in all, for its final record.
+
+    The final record: arrived, lost or failed; still in flight at the timeout, it is returned
+    as overdue.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pid = new_probe_id()
+    done: asyncio.Future[Probe] = loop.create_future()
+
+    def mine(probe: Probe) -> None:
+        final = probe.arrived or probe.status in (Status.LOST, Status.FAILED)
+        if probe.probe_id == pid and final and not done.done():
+            done.set_result(probe)
+
+    stop_listening = agent.books.listen(mine)
+    try:
+        try:
+            record = await asyncio.wait_for(agent.probe(route, pid), timeout)
+        except TimeoutError:
+            return Probe(pid, route.name, Status.FAILED, agent.clock.time(),
+                         phase=Phase.SMTP_SUBMIT, reason=Reason.TIMEOUT)  # fmt: skip
+        if record is None or record.status is Status.FAILED:
+            return record or Probe(pid, route.name, Status.FAILED, agent.clock.time(),
+                                   phase=Phase.SMTP_SUBMIT, reason=Reason.ERROR)  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(done), deadline - loop.time())
+        current = agent.books.inflight.get(pid) or record
+        if current.status is Status.SENT:
+            current = current.overdue(agent.clock.time())
+        return current
+    finally:
+        stop_listening()
+
+
 async def _round_trip(agent: Agent, route: Route, connect: float, budget: _Budget) -> Probe:
     now = agent.clock.time
     if not await agent.watchers.wait_up([route.to], budget.cap(connect)):
@@ -141,7 +178,7 @@ async def _round_trip(agent: Agent, route: Route, connect: float, budget: _Budge
     started = now()
     try:
         return await asyncio.wait_for(
-            agent.round_trip(route, budget.cap(route.overdue_after)), budget.left()
+            round_trip(agent, route, budget.cap(route.overdue_after)), budget.left()
         )
     except TimeoutError:
         pass

@@ -4,9 +4,14 @@ Everything is recomputed from the ledger (runs, base-check transitions, probes) 
 in the contract time zone, so the report does not depend on a running agent's counters. A month
 still in progress is evaluated up to ``now`` and marked partial.
 
-Scopes: the account (route ``all``: downtime is ``any``, the union over routes) and each route
-(downtime is ``connectivity``). Remedies are owed on the first scope of the report: the account,
-or the single route asked for.
+Scopes: the account (route ``all``: downtime is ``any``, the union over routes), the internal
+and the external routes together (``mailprobe.agent.report_kinds``) and each route (downtime is
+``connectivity``). Remedies are owed on the first scope of the report: the account, or the single
+route asked for. Webmail and anti-virus figures come from ``mailprobe.agent.report_services``;
+the clauses measured only where configured are named as not measured when they are not.
+
+The ledger is read through ``MonthSource``, the four questions the report asks of it, so a fleet
+of vantages merged by the quorum (``mailprobe.agent.fleet_report``) reports through the same code.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from datetime import date
 
 from mailprobe.agent.checks import ALL_ROUTES, Check, breakdown, spans_from_transitions
 from mailprobe.agent.clauses import (
+    NOT_CONFIGURED,
     NOT_MEASURED,
+    AntivirusStats,
     ClauseResult,
     DelayStats,
     Figures,
     Scope,
     Verdict,
+    WebmailStats,
     evaluate,
 )
 from mailprobe.agent.durations import format_duration
-from mailprobe.agent.ledger import Ledger
+from mailprobe.agent.fleet import FleetSummary
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
+from mailprobe.agent.report_kinds import KIND_SCOPE, kind_parts, kind_routes
 from mailprobe.agent.report_precision import arrival_errors, precision_notes
+from mailprobe.agent.report_services import WebmailOutage, antivirus_by_scope, webmail_figures
+from mailprobe.agent.report_source import MonthSource
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import (
     OneOffWindow,
@@ -87,6 +98,9 @@ class ScopeReport:
     daily: tuple[DayFigure, ...]
     clauses: tuple[ClauseResult, ...]
     delays: tuple[float, ...]
+    kind: str | None = None  # a kind scope: internal or external
+    members: tuple[str, ...] = ()  # a kind scope's routes
+    webmail: tuple[tuple[str, WebmailStats], ...] = ()  # the account: each webmail check
 
     @property
     def unobserved_seconds(self) -> float:
@@ -115,6 +129,7 @@ class Report:
     rules: tuple[str, ...]
     not_measured: tuple[str, ...] = tuple(text for _, text in NOT_MEASURED)
     precision: tuple[str, ...] = ()  # how precise the first scope's figures are, in words
+    fleet: FleetSummary | None = None  # several vantage points merged by the quorum
 
     @property
     def verdict(self) -> Verdict:
@@ -210,17 +225,12 @@ def _observed_days(observed: Sequence[Span], days: Sequence[tuple[date, Span]]) 
     return sum(1 for _, (lo, hi) in days if total(clip(observed, lo, hi)) > 0)
 
 
-def _failure_days(
-    parts: Mapping[tuple[str, Check], tuple[list[Span], list[Span]]],
-    key: tuple[str, Check],
-    days: Sequence[tuple[date, Span]],
-) -> int:
-    down = parts[key][0]
+def _failure_days(down: Sequence[Span], days: Sequence[tuple[date, Span]]) -> int:
     return sum(1 for _, (lo, hi) in days if total(clip(down, lo, hi)) > 0)
 
 
 def build_report(
-    ledger: Ledger,
+    ledger: MonthSource,
     sla: SlaConfig,
     month: str,
     *,
@@ -228,8 +238,15 @@ def build_report(
     routes: Sequence[str] = (),
     route: str | None = None,
     now: float | None = None,
+    kinds: Mapping[str, str] | None = None,
+    webmail: Sequence[str] = (),
+    antivirus: Sequence[str] = (),
 ) -> Report:
-    """Compute the report of calendar ``month`` (``YYYY-MM``) from the ledger."""
+    """Compute the report of calendar ``month`` (``YYYY-MM``) from the ledger.
+
+    ``kinds``: route -> ``internal``/``external``; ``webmail``: the configured webmail checks;
+    ``antivirus``: the routes configured to send test viruses.
+    """
     now = time.time() if now is None else now
     tz = zone(sla.timezone)
     start, end = month_bounds(month, tz)
@@ -262,13 +279,26 @@ def build_report(
     ]  # fmt: skip
     year_observed_days = _observed_days(clip(runs, year_start, until), year_days)
 
+    web, web_outages = webmail_figures(ledger, sla, (start, until), observed, windows, webmail)
+    av_routes = {r: r in antivirus for r in known}
+    av = antivirus_by_scope(ledger, (start, until), probes, av_routes)
+    by_kind = kind_routes(kinds or {}, known) if route is None else {}
     scopes: list[ScopeReport] = []
-    names = [route] if route is not None else [ALL_ROUTES, *known]
+    names = (
+        [route] if route is not None else [ALL_ROUTES, *(KIND_SCOPE + k for k in by_kind), *known]
+    )
     for name in names:
-        key = (ALL_ROUTES, Check.ANY) if name == ALL_ROUTES else (name, Check.CONNECTIVITY)
-        down, maint = month_parts[key]
-        mine = [p for p in probes if name in (ALL_ROUTES, p.route)]
-        mine_over = [p for p in over_max if name in (ALL_ROUTES, p.route)]
+        kind = name.removeprefix(KIND_SCOPE) if name.startswith(KIND_SCOPE) else None
+        members = by_kind[kind] if kind is not None else ([] if name == ALL_ROUTES else [name])
+        if kind is not None:
+            down, maint = kind_parts(month_parts, members)
+            year_down = kind_parts(year_parts, members)[0]
+        else:
+            key = (ALL_ROUTES, Check.ANY) if name == ALL_ROUTES else (name, Check.CONNECTIVITY)
+            down, maint = month_parts[key]
+            year_down = year_parts[key][0]
+        mine = [p for p in probes if name == ALL_ROUTES or p.route in members]
+        mine_over = [p for p in over_max if name == ALL_ROUTES or p.route in members]
         delivery, send, receive = _delays(mine, mine_over, sla)
         figures = Figures(
             period_seconds=until - start,
@@ -278,11 +308,13 @@ def build_report(
             maintenance_seconds=total(maint),
             year_days=len(year_days),
             year_observed_days=year_observed_days,
-            year_failure_days=_failure_days(year_parts, key, year_days),
+            year_failure_days=_failure_days(year_down, year_days),
             year_observed_percent=year_observed,
             delivery=delivery,
             send=send,
             receive=receive,
+            webmail=web[""] if name == ALL_ROUTES else WebmailStats(),
+            antivirus=av.get("" if name == ALL_ROUTES else name, AntivirusStats()),
             junk_watched=sum(p.arrived and p.junked is not None for p in mine),
             junked=sum(p.arrived and p.junked is True for p in mine),
         )
@@ -296,7 +328,8 @@ def build_report(
             )
             for day, (lo, hi) in month_days
         )
-        per_check = name != ALL_ROUTES
+        per_check = name != ALL_ROUTES and kind is None
+        scope = Scope.ROUTE if per_check else (Scope.ACCOUNT if kind is None else Scope.KIND)
         scopes.append(
             ScopeReport(
                 route=name,
@@ -310,30 +343,16 @@ def build_report(
                 probes_lost=sum(p.status is Status.LOST for p in mine),
                 probes_failed=sum(p.status is Status.FAILED for p in mine),
                 daily=daily,
-                clauses=evaluate(figures, sla, Scope.ROUTE if per_check else Scope.ACCOUNT),
+                clauses=evaluate(figures, sla, scope),
                 delays=tuple(p.measured_delay for p in mine if p.measured_delay is not None),
+                kind=kind,
+                members=tuple(members) if kind is not None else (),
+                webmail=tuple((n, s) for n, s in web.items() if n) if name == ALL_ROUTES else (),
             )
         )
 
-    first = known if names[0] == ALL_ROUTES else [names[0]]
-    outages: list[Outage] = []
-    for (r, check), spans in sorted(base.items()):
-        if route is not None and r != route:
-            continue
-        win = window_spans(windows, start, until, r)
-        for span in clip(spans, start, until):
-            seen = clip(observed, *span)
-            outages.append(
-                Outage(
-                    r,
-                    str(check),
-                    span[0],
-                    span[1],
-                    total(clip(subtract(seen, win), *span)),
-                    total(clip(intersect(seen, win), *span)),
-                )
-            )
-    outages.sort(key=lambda o: (o.start, o.route, o.check))
+    errors = arrival_errors([p for p in probes if route in (None, p.route)])
+    outages = _outages(base, web_outages, route, windows, observed, (start, until))
     return Report(
         month=month,
         timezone=sla.timezone,
@@ -350,7 +369,51 @@ def build_report(
         delay_average=sla.delay_average,
         delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
-        precision=precision_notes(
-            sla, scopes[0].figures, arrival_errors([p for p in probes if p.route in first])
-        ),
+        precision=precision_notes(sla, scopes[0].figures, errors),
+        not_measured=_not_measured(scopes[0].figures, by_kind, route),
     )
+
+
+def _outages(
+    base: Mapping[tuple[str, Check], Sequence[Span]],
+    webmail: Sequence[WebmailOutage],
+    route: str | None,
+    windows: Sequence[OneOffWindow | RecurringWindow],
+    observed: Sequence[Span],
+    period: Span,
+) -> list[Outage]:
+    """The month's down periods of the mail checks and (for the account) the webmail checks."""
+    start, until = period
+    found: list[tuple[str, str, Span, list[Span]]] = [
+        (r, str(check), span, window_spans(windows, start, until, r))
+        for (r, check), spans in sorted(base.items())
+        if route is None or r == route
+        for span in clip(list(spans), start, until)
+    ]
+    if route is None:
+        every = window_spans(windows, start, until, None)
+        found += [(o.check, str(Check.WEBMAIL), (o.start, o.end), every) for o in webmail]
+    outages = []
+    for name, check, span, win in found:
+        seen = clip(list(observed), *span)
+        outages.append(Outage(name, check, span[0], span[1], total(subtract(seen, win)),
+                              total(intersect(seen, win))))  # fmt: skip
+    return sorted(outages, key=lambda o: (o.start, o.route, o.check))
+
+
+def _not_measured(
+    figures: Figures, by_kind: Mapping[str, Sequence[str]], route: str | None
+) -> tuple[str, ...]:
+    """The promises no clause measures, those not configured here, and a kind without routes."""
+    out = [text for _, text in NOT_MEASURED]
+    if route is None and not (figures.webmail.checks or figures.webmail.samples):
+        out.append(NOT_CONFIGURED["webmail"])
+    if not figures.antivirus.measured:
+        out.append(NOT_CONFIGURED["anti_virus"])
+    if route is None and by_kind:
+        out += [
+            f"{kind.capitalize()} mail: no {kind} route (a route with "
+            f"{'both ends at the provider' if kind == 'internal' else 'one end elsewhere'})"
+            for kind in ("internal", "external") if kind not in by_kind
+        ]  # fmt: skip
+    return tuple(out)

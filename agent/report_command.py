@@ -2,7 +2,8 @@
 
 The ledger is opened read-only, so a report can be taken while the agent runs without touching its
 records (the open run counts up to its last heartbeat). Secrets are not needed to report, so they
-are not checked.
+are not checked. With ``--ledger`` (once per vantage) or ``--prometheus URL`` the report is a
+fleet's, under the quorum (``mailprobe.agent.fleet_command``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mailprobe.agent.books import LEDGER_FILE
 from mailprobe.agent.config import Config
+from mailprobe.agent.fleet_command import add_fleet_arguments, build_fleet, wants_fleet
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.report import Report, build_report
 from mailprobe.agent.report_render import render
@@ -37,6 +39,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--route", help="report one route only (default: account and routes)")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--output", type=Path, help="write the report here instead of stdout")
+    add_fleet_arguments(parser)
 
 
 def default_month(sla: SlaConfig, now: float) -> str:
@@ -72,7 +75,7 @@ def main_report(args: argparse.Namespace) -> int:
             parse_month(args.month)
         except ValueError as exc:
             return _fail(f"--month: {exc}")
-    report = _build(args, config)
+    report = build_fleet(args, config) if wants_fleet(args) else _build(args, config)
     if isinstance(report, int):
         return report
     if args.format == "pdf":
@@ -139,6 +142,9 @@ def _build(args: argparse.Namespace, config: Config) -> Report | int:
             windows=config.maintenance,
             routes=[r.name for r in config.routes],
             route=args.route,
+            kinds={r.name: config.route_kind(r) for r in config.routes},
+            webmail=[c.name for c in config.webmail],
+            antivirus=[r.name for r in config.routes if r.antivirus is not None],
         )
     except ValueError as exc:
         return _fail(str(exc))

@@ -26,7 +26,8 @@ from mailprobe.agent.windows import zone
 if TYPE_CHECKING:  # the report model builds its precision notes with this module's numbers
     from mailprobe.agent.report import Report, ScopeReport
 
-DECIMALS = {Unit.MINUTES: 2, Unit.SECONDS: 3, Unit.PERCENT: 4, Unit.PROBES: 0, Unit.DAYS: 0}
+DECIMALS = {Unit.MINUTES: 2, Unit.SECONDS: 3, Unit.PERCENT: 4, Unit.PROBES: 0, Unit.DAYS: 0,
+            Unit.LOADS: 0}  # fmt: skip
 AT_LEAST = frozenset({Unit.PERCENT, Unit.DAYS})
 """Units whose clauses ask for at least the limit (the others for at most)."""
 
@@ -94,7 +95,10 @@ def verdict(value: Verdict | None) -> str:
 
 
 def scope_name(scope: ScopeReport) -> str:
-    """``Account (all routes)`` or ``Route NAME``."""
+    """``Account (all routes)``, ``Internal mail (routes a, b)`` or ``Route NAME``."""
+    if scope.kind is not None:
+        noun = "route" if len(scope.members) == 1 else "routes"
+        return f"{scope.kind.capitalize()} mail ({noun} {', '.join(scope.members)})"
     return "Account (all routes)" if scope.route == ALL_ROUTES else f"Route {scope.route}"
 
 
@@ -174,4 +178,28 @@ def facts(scope: ScopeReport) -> list[tuple[str, str]]:
     else:
         days = f"none of the {f.year_days} days in the rolling year observed"
     rows.append(("Trouble-free days", days))
+    return rows + _service_facts(scope)
+
+
+def _service_facts(scope: ScopeReport) -> list[tuple[str, str]]:
+    """Webmail (per check, for the account) and anti-virus tests, where measured."""
+    rows: list[tuple[str, str]] = []
+    for name, w in scope.webmail:
+        value = f"{w.samples} loads, {w.over_limit} not open within the limit ({w.failed} failed)"
+        if w.p95 is not None and w.maximum is not None:
+            value += f", p95 {delay(w.p95)} s, maximum {delay(w.maximum)} s"
+        if w.within_percent is not None:
+            value += f", {percent(w.within_percent)} % within"
+        value += f"; down {minutes(w.down_seconds)} min (apart from mail)"
+        rows.append((f"Webmail {name}", value))
+    av = scope.figures.antivirus
+    if av.measured:
+        parts = [f"{n} {o.replace('_', ' ')}" for o, n in av.outcomes if n]
+        if av.pending:
+            parts.append(f"{av.pending} pending")
+        value = f"{av.tests} sent: " + (", ".join(parts) or "none decided")
+        if av.extra_delay_average is not None:
+            value += (f"; clean probes after them {delay(av.extra_delay_average)} s slower than "
+                      "the median on average")  # fmt: skip
+        rows.append(("Anti-virus tests", value))
     return rows

@@ -17,6 +17,7 @@ from mailprobe.agent import report_format as fmt
 from mailprobe.agent.clauses import ClauseResult, Verdict
 from mailprobe.agent.report import Report, ScopeReport
 from mailprobe.agent.report_charts import daily_figure, delay_figure, svg, timeline_figure
+from mailprobe.agent.report_fleet import fleet_html
 from mailprobe.agent.report_render import projected
 
 VERDICT_CLASS = {Verdict.KEPT: "kept", Verdict.BREACHED: "breached",
@@ -210,6 +211,7 @@ def render_html(report: Report) -> str:
         ),
         "</div></section>",
         _outages(report),
+        fleet_html(report),
         _notes("Precision of the figures", report.precision, page=True),
         _notes("How this was counted", report.rules),
         _notes("Not measured", report.not_measured),

@@ -18,6 +18,7 @@ from typing import Any
 from mailprobe.agent import report_format as fmt
 from mailprobe.agent.clauses import ClauseResult, Verdict
 from mailprobe.agent.report import Report, ScopeReport
+from mailprobe.agent.report_fleet import fleet_markdown, fleet_text
 from mailprobe.agent.text_table import Column, paragraph, table
 
 WIDTH = 100
@@ -152,6 +153,7 @@ def render_text(report: Report) -> str:
     for scope in report.scopes:
         out += [*_scope_block(scope, report.partial), ""]
     out += [*_outages(report), "", *_windows(report), ""]
+    out += fleet_text(report, WIDTH)
     out += [*_bullets("Precision of the figures", report.precision), ""]
     out += [*_bullets("Accounting rules", report.rules), ""]
     out += _bullets("Not measured", report.not_measured)
@@ -198,6 +200,7 @@ def render_markdown(report: Report) -> str:
             f"{fmt.minutes(o.maintenance_seconds)} |"
             for o in report.outages
         ]
+    out += fleet_markdown(report)
     out += ["", "## Precision of the figures", ""] + [f"- {p}" for p in report.precision]
     out += ["", "## Accounting rules", ""] + [f"- {rule}" for rule in report.rules]
     out += ["", "## Not measured", ""] + [f"- {item}" for item in report.not_measured]

@@ -2,7 +2,8 @@
 
 Startup opens the books (the ledger, and the probes still in flight from a previous run), binds the
 HTTP endpoint and starts, each under the supervisor, a watcher per receiving mailbox, a loop per
-route and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
+route, a loop per webmail check (``mailprobe.agent.webmail_runner``), one per route that sends
+anti-virus tests (``mailprobe.agent.antivirus``) and the ticker. Data flows one way: config -> scheduler -> submitter/watchers -> probe
 records -> books (ledger, accounting, counts) -> listeners (log, metrics, the demo's view).
 
 ``stop()`` only sets an event (safe from a signal handler): submissions that started get
@@ -13,7 +14,6 @@ books closed. A second ``stop()`` skips the grace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -22,7 +22,10 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry
 
 from mailprobe.agent import __version__
+from mailprobe.agent.antivirus import AntivirusRunner
+from mailprobe.agent.antivirus_test import AntivirusTest
 from mailprobe.agent.books import SWEEP_INTERVAL, TICK_INTERVAL, Books, Listener
+from mailprobe.agent.clause_metrics import ClauseMetrics
 from mailprobe.agent.clock import Clock, SystemClock
 from mailprobe.agent.config import Config, Route
 from mailprobe.agent.delays import DelaySplitter
@@ -33,10 +36,13 @@ from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.scheduler import Scheduler
 from mailprobe.agent.submitter import Submitter
 from mailprobe.agent.supervisor import Supervisor
+from mailprobe.agent.tokens import Tokens
+from mailprobe.agent.vantage import META_KEY, of_config, register, to_meta
 from mailprobe.agent.watchers import Watchers
 from mailprobe.agent.webconfig import WebConfig
-from mailprobe.probes.errors import Phase, Reason
-from mailprobe.probes.message import new_probe_id
+from mailprobe.agent.webmail_metrics import WebmailMetrics
+from mailprobe.agent.webmail_runner import WebmailRunner
+from mailprobe.agent.webmail_sample import WebmailSample
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +69,15 @@ class Agent:
         self._forced = asyncio.Event()
         self.ready = asyncio.Event()  # set once the HTTP endpoint is bound and loops are running
         secret = config.agent.secret()
+        self.secret = secret  # the one in use: a reload that finds another needs a restart
         # Who this agent is among those sharing a mailbox: kept in the state dir across restarts.
         self.identity = identity or load_or_create(config.agent.state_dir)
+        # Bearer tokens for OAuth2 sign-in, one cache per source, shared by SMTP and IMAP.
+        self.tokens = Tokens(self.clock.time)
+        self.vantage = of_config(config.agent.vantage, self.identity)
         self._splitter = DelaySplitter(config)
-        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply)
+        self.books = Books(config, self.clock.time, self._receive_failed, self._splitter.apply,
+                           meta={META_KEY: to_meta(self.vantage)})  # fmt: skip
         accounts = [
             (name, proto)
             for name, acc in config.accounts.items()
@@ -77,16 +88,35 @@ class Agent:
             self.registry, (r.name for r in config.routes), accounts, self.books, config.sla,
             version=__version__,
         )  # fmt: skip
+        register(self.registry, self.vantage, lambda: self.config.fleet.quorum)
         self.submitter = Submitter(
             config, secret, self.clock, self._stopping, self.identity, self.books.attempting,
-            self.books.abandoned,
+            self.books.abandoned, self.tokens, vantage=config.agent.vantage.name,
         )  # fmt: skip
         self.scheduler = Scheduler(
             config, self.clock, self._probe_route, self.books.unsettled, self._stopping, rng
         )
+        self.clause_metrics = ClauseMetrics(self.registry, config)
+        self.antivirus = AntivirusRunner(
+            config,
+            secret,
+            self.identity,
+            self.clock,
+            self._antivirus_recorded,
+            self.probe,
+            self.tokens,
+        )
         self.watchers = Watchers(
             config, secret, self.clock, self.books, self.metrics,
-            lambda route: self.scheduler.wake(route, now=True), self.identity,
+            lambda route: self.scheduler.wake(route, now=True), self.identity, self.tokens,
+            self.antivirus,
+        )  # fmt: skip
+        self.webmail_metrics = WebmailMetrics(
+            self.registry, (c.name for c in config.webmail), self.books, config.sla.webmail.limit
+        )
+        self.webmail = WebmailRunner(
+            config.webmail, config.agent.state_dir, self.clock, self._webmail_loaded,
+            self.books.webmail.unsettled, config.sla.confirm_retry, self._stopping,
         )  # fmt: skip
         self.books.listen(self._log)
         self.books.listen(lambda p: self.metrics.probe(p, self.clock.time()))
@@ -153,6 +183,7 @@ class Agent:
         try:
             # Before any watcher runs, so probes sent before a restart are matched on arrival.
             self.books.open()
+            self.antivirus.restore(self.books.antivirus_history())
             if self.http is not None:
                 await self.http.start()
                 log.info("serving metrics on %s/metrics", self.http.url)
@@ -177,6 +208,10 @@ class Agent:
                 sup.start(f"watcher:{name}", watch.watcher.run)
             for route in self.config.routes:
                 sup.start(f"route:{route.name}", functools.partial(self.scheduler.run, route))
+            for route in self.antivirus.routes:
+                sup.start(f"antivirus:{route.name}", functools.partial(self.antivirus.run, route))
+            for check in self.config.webmail:
+                sup.start(f"webmail:{check.name}", functools.partial(self.webmail.run, check))
             sup.start("ticker", self._ticker)
             self.ready.set()
             await self._stopping.wait()
@@ -192,6 +227,7 @@ class Agent:
             forced.cancel()
             sup.cancel()
         await self.watchers.close()
+        await self.tokens.close()
 
     async def _ticker(self) -> None:
         last_tick = self.clock.time()
@@ -205,6 +241,22 @@ class Agent:
                 self.books.sweep(now)
 
     # -- probing
+
+    async def load_webmail(self, name: str) -> WebmailSample | None:
+        """Load webmail check ``name`` once now and record it (as its loop does)."""
+        check = next(c for c in self.config.webmail if c.name == name)
+        sample = await self.webmail.load(check)
+        if sample is not None:
+            self._webmail_loaded(sample)
+        return sample
+
+    def _antivirus_recorded(self, test: AntivirusTest) -> None:
+        self.books.record_antivirus(test)
+        self.clause_metrics.antivirus(test)
+
+    def _webmail_loaded(self, sample: WebmailSample) -> None:
+        self.books.record_webmail(sample)
+        self.webmail_metrics.sample(sample)
 
     def _receive_failed(self, route: str) -> None:
         self.scheduler.wake(route)
@@ -226,41 +278,6 @@ class Agent:
         if record.status is not Status.FAILED:
             self.watchers.wake(route.name)
         return record
-
-    async def round_trip(self, route: Route, timeout: float) -> Probe:
-        """Send one probe and wait, at most ``timeout`` in all, for its final record (probe-once).
-
-        The final record: arrived, lost or failed; still in flight at the timeout, it is returned
-        as overdue.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pid = new_probe_id()
-        done: asyncio.Future[Probe] = loop.create_future()
-
-        def mine(probe: Probe) -> None:
-            final = probe.arrived or probe.status in (Status.LOST, Status.FAILED)
-            if probe.probe_id == pid and final and not done.done():
-                done.set_result(probe)
-
-        stop_listening = self.books.listen(mine)
-        try:
-            try:
-                record = await asyncio.wait_for(self.probe(route, pid), timeout)
-            except TimeoutError:
-                return Probe(pid, route.name, Status.FAILED, self.clock.time(),
-                             phase=Phase.SMTP_SUBMIT, reason=Reason.TIMEOUT)  # fmt: skip
-            if record is None or record.status is Status.FAILED:
-                return record or Probe(pid, route.name, Status.FAILED, self.clock.time(),
-                                       phase=Phase.SMTP_SUBMIT, reason=Reason.ERROR)  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(done), deadline - loop.time())
-            current = self.books.inflight.get(pid) or record
-            if current.status is Status.SENT:
-                current = current.overdue(self.clock.time())
-            return current
-        finally:
-            stop_listening()
 
     # -- results
 

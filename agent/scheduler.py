@@ -12,6 +12,10 @@ often, so the end of an outage is known that closely. ``wake`` brings the next p
 same way when a failure is noticed between probes (a missed receive deadline, a mailbox that went
 away), and ``wake(now=True)`` probes at once (the mailbox is back: the first probe sent after it
 ends the outage).
+
+Reload. ``add`` gives a route a slot (a new route, or a changed one with its new settings) whose
+loop, run with ``resume``, starts at its next grid point; ``retire`` ends a route's loop once the
+submission it may be running has ended, so no probe is cut off.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class _Slot:
     phase: float  # fraction of the interval this route's grid is shifted by
     wake: asyncio.Event
     now: bool = False  # the wake asks for a probe at once
+    retired: bool = False  # a reload removed or replaced the route: its loop ends
 
 
 class Scheduler:
@@ -58,6 +63,24 @@ class Scheduler:
         }
         self._anchor: float | None = None
 
+    def add(self, route: Route, phase: float) -> None:
+        """Give ``route`` a slot shifted by ``phase`` of its interval (a reload); the slot it had
+        before, if any, retires."""
+        self.retire(route.name)
+        self._slots[route.name] = _Slot(route, phase, asyncio.Event())
+
+    def retire(self, name: str) -> None:
+        """End the route's loop after the submission it may be running (a reload)."""
+        slot = self._slots.pop(name, None)
+        if slot is not None:
+            slot.retired = True
+            slot.wake.set()
+
+    def phase(self, name: str) -> float | None:
+        """The share of its interval a route's grid is shifted by (None: no such route)."""
+        slot = self._slots.get(name)
+        return slot.phase if slot is not None else None
+
     def wake(self, route: str, *, now: bool = False) -> None:
         """Something failed between probes (or the mailbox is back: ``now``): probe sooner."""
         slot = self._slots.get(route)
@@ -78,18 +101,23 @@ class Scheduler:
         due = start + k * route.interval + self._rng.uniform(-spread, spread)
         return due if due > after else due + route.interval
 
-    async def run(self, route: Route) -> None:
-        """Probe ``route`` until the agent stops."""
+    async def run(self, route: Route, *, resume: bool = False) -> None:
+        """Probe ``route`` until the agent stops or the route retires; ``resume``: from the next
+        grid point on (a route a reload added), not from the first."""
         if self._anchor is None:
             self._anchor = self._clock.time()
         slot = self._slots[route.name]
         quick = min(route.interval, self._retry)
-        due = self.first_due(route, self._anchor)
-        while not self._stopping.is_set():
+        due = (
+            self.next_due(route, self._clock.time())
+            if resume
+            else self.first_due(route, self._anchor)
+        )
+        while not self._stopping.is_set() and not slot.retired:
             if await self._pause(due - self._clock.time(), slot):
                 due = self._woken(slot, due, quick)
                 continue
-            if self._stopping.is_set():
+            if self._stopping.is_set() or slot.retired:
                 return
             started = self._clock.time()
             slot.wake.clear()
@@ -120,4 +148,4 @@ class Scheduler:
         finally:
             for task in waits:
                 task.cancel()
-        return waker in done and not self._stopping.is_set()
+        return waker in done and not self._stopping.is_set() and not slot.retired

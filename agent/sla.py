@@ -2,8 +2,9 @@
 
 Defaults are the seed contract: disconnection < 44 min a month, failure <= 100 min, maintenance
 <= 100 min, availability >= 99.99 %, >= 360 trouble-free days a year, delivery delay average <= 1 min
-and maximum <= 1 h with at most two probes over it, no legitimate mail filed as spam; connectivity,
-delay and operations breaches owe double service time, anti-spam breaches the monthly fee.
+and maximum <= 1 h with at most two probes over it, webmail open within 10 s (more than two loads
+over it is a breach), no legitimate mail filed as spam; connectivity, delay, operations and webmail
+breaches owe double service time, anti-spam and anti-virus breaches the monthly fee.
 
 How each clause is judged is in ``mailprobe.agent.clauses``; what a breach owes, in
 ``mailprobe.agent.remedies``.
@@ -50,6 +51,44 @@ class Remedies(BaseModel):
     delay: Remedy = Remedy()
     operations: Remedy = Remedy()
     anti_spam: Remedy = Remedy(kind=RemedyKind.FEE_WAIVED)
+    webmail: Remedy = Remedy()
+    anti_virus: Remedy = Remedy(kind=RemedyKind.FEE_WAIVED)
+
+
+class WebmailPolicy(enum.StrEnum):
+    """When loads over the limit breach the webmail clause."""
+
+    ANY = "any"  # a single load over the limit
+    COUNT = "count"  # more than `allowed` loads over the limit
+    PERCENTILE = "percentile"  # the `percentile`th load time over the limit
+
+
+class WebmailSla(BaseModel):
+    """The webmail clause: webmail opens within ``limit``, judged by ``policy``.
+
+    The default reads the promise as the contract reads its delay maximum: more than two loads
+    over the limit in a month is a breach (``any`` is the strictest reading, ``percentile`` the
+    most lenient).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: PositiveDuration = 10.0
+    policy: WebmailPolicy = WebmailPolicy.COUNT
+    allowed: Count = Field(default=2, ge=0)
+    percentile: Number = Field(default=95.0, gt=0, lt=100)
+
+
+class AntivirusSla(BaseModel):
+    """The anti-virus clause: a test virus never delivered intact, clean mail not delayed by it.
+
+    ``delay_allowed``: how much longer than the route's median a clean probe sent right after
+    a test virus may take on average (the contract's one-minute average delay by default).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delay_allowed: PositiveDuration = 60.0
 
 
 class Compensation(BaseModel):
@@ -86,6 +125,8 @@ class SlaConfig(BaseModel):
     confirm_retry: PositiveDuration = 15.0
     confirm_within: PositiveDuration = 120.0
     coverage_floor_percent: Number = Field(default=90.0, ge=0, le=100)
+    webmail: WebmailSla = WebmailSla()
+    antivirus: AntivirusSla = AntivirusSla()
     remedies: Remedies = Remedies()
     compensation: Compensation = Compensation()
 
@@ -96,12 +137,9 @@ class SlaConfig(BaseModel):
             problems.append("confirm_within must be at least confirm_retry")
         if self.delay_maximum < self.delay_average:
             problems.append("delay_maximum must be at least delay_average")
-        uses_percentage = (
-            any(
-                r.kind is RemedyKind.PERCENTAGE
-                for r in (self.remedies.connectivity, self.remedies.delay, self.remedies.operations)
-            )
-            or self.remedies.anti_spam.kind is RemedyKind.PERCENTAGE
+        uses_percentage = any(
+            getattr(self.remedies, group).kind is RemedyKind.PERCENTAGE
+            for group in Remedies.model_fields
         )
         if uses_percentage and self.compensation.contract_total is None:
             problems.append("a percentage remedy needs compensation.contract_total")

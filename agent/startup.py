@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from mailprobe.agent.config import Config, ConfigError, load_config
+from mailprobe.agent.config import Config, load_config
+from mailprobe.agent.config_base import ConfigError
 
 if TYPE_CHECKING:  # the report command uses this module too, and needs no agent
     from mailprobe.agent.runtime import Agent

@@ -16,6 +16,7 @@ from mailprobe.agent.clock import Clock
 from mailprobe.agent.config import Config, Route
 from mailprobe.agent.endpoints import smtp_endpoint
 from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.errors import Phase, ProbeError, Reason
 from mailprobe.probes.message import build_probe
 from mailprobe.probes.smtp import SmtpEndpoint, SubmitResult, submit
@@ -38,9 +39,15 @@ class Submitter:
         identity: str | None = None,
         on_start: Callable[[str, str, float], None] = lambda probe_id, route, sent_at: None,
         on_abandon: Callable[[str, str], None] = lambda probe_id, route: None,
+        tokens: Tokens | None = None,
+        *,
+        vantage: str | None = None,
     ) -> None:
         self._config = config
         self._identity = identity
+        self._tokens = tokens
+        # Signed into each probe when the config names the vantage (v3); else v2 as before.
+        self._vantage = vantage if identity is not None else None
         self._on_start = on_start
         self._on_abandon = on_abandon
         self._secret = secret
@@ -48,13 +55,30 @@ class Submitter:
         self._stopping = stopping
         self.extra_headers: dict[str, str] = dict(config.agent.extra_headers)
         self._smtp: dict[str, SmtpEndpoint] = {
-            name: smtp_endpoint(acc.smtp) for name, acc in config.accounts.items() if acc.smtp
+            name: smtp_endpoint(acc.smtp, tokens, acc.address)
+            for name, acc in config.accounts.items()
+            if acc.smtp
         }
         self._per_endpoint: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._all = asyncio.Semaphore(MAX_OPEN)
         self._active = 0
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new submissions use these accounts and headers; running ones finish as
+        they began."""
+        self._config = config
+        self.extra_headers = dict(config.agent.extra_headers)
+        self._smtp = {
+            name: smtp_endpoint(acc.smtp, self._tokens, acc.address)
+            for name, acc in config.accounts.items()
+            if acc.smtp
+        }
+
+    def endpoint(self, account: str) -> SmtpEndpoint | None:
+        """The SMTP endpoint submissions from ``account`` use now (None: it has none)."""
+        return self._smtp.get(account)
 
     @property
     def active(self) -> int:
@@ -102,6 +126,7 @@ class Submitter:
             extra_headers=self.extra_headers or None,
             probe_id=probe_id,
             agent=self._identity,
+            vantage=self._vantage,
         )
         self._on_start(stamp.probe_id, route.name, sent_at)
         try:

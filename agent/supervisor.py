@@ -4,6 +4,8 @@ Each supervised task runs in the agent's TaskGroup. When one raises, the excepti
 with its traceback, counted (``on_restart``), and the task is started again after a backoff that
 doubles up to a minute and starts over once a run lasted that long. Cancellation is never caught:
 stopping the agent cancels every task at once. A task that returns is done and not restarted.
+A reload stops tasks by name (``stop``) and starts others; a task started under a name still in
+use (a route loop replaced while it finishes its submission) is cancelled at shutdown all the same.
 """
 
 from __future__ import annotations
@@ -35,16 +37,26 @@ class Supervisor:
         self._sleep = sleep
         self._min, self._max = backoff_min, backoff_max
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
 
     def start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Run ``run()`` as task ``name``, restarting it whenever it raises."""
         task = self._group.create_task(self._keep(name, run), name=name)
         self.tasks[name] = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    def stop(self, name: str) -> asyncio.Task[None] | None:
+        """Cancel task ``name`` (a reload removed what it ran); the task, to await, or None."""
+        task = self.tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
         return task
 
     def cancel(self) -> None:
         """Cancel every supervised task."""
-        for task in self.tasks.values():
+        for task in list(self._running):
             task.cancel()
 
     async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -6,6 +6,9 @@ of those routes from the moment the mailbox went away; the watcher back up is re
 routes are probed at once, so the first probe sent after the mailbox came back ends the outage. An
 open session that ends and reconnects is counted as a reconnect, not as a failure. Probes of
 other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
+Anti-virus tests (``mailprobe.agent.antivirus``) are fetched whole and go to their runner, never
+to the books; one found in the junk folder is ``quarantined`` there.
+A reload (``reconfigure``) starts and stops watchers as the routes into each mailbox change.
 
 Each watcher gets the account's command budget (``imap.max_commands_per_probe`` and
 ``max_commands_per_minute``) and its junk folder; its sparse checks (the junk folder among them)
@@ -21,12 +24,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mailprobe.agent.antivirus import AntivirusRunner
 from mailprobe.agent.books import Books
 from mailprobe.agent.clock import Clock
 from mailprobe.agent.config import Config
 from mailprobe.agent.endpoints import imap_endpoint
 from mailprobe.agent.metrics import Metrics
 from mailprobe.agent.probe import Sighting
+from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.errors import ProbeError, Reason
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy, WatchState
 from mailprobe.probes.poll import Budget, Sparse
@@ -59,45 +64,105 @@ class Watchers:
         metrics: Metrics,
         on_back: Callable[[str], None],
         identity: str | None = None,
+        tokens: Tokens | None = None,
+        tests: AntivirusRunner | None = None,
     ) -> None:
+        self._tests = tests
         self._books = books
         self._metrics = metrics
         self._on_back = on_back
         self._clock = clock
+        self._secret = secret
+        self._identity = identity
+        self._tokens = tokens
         self.watches: dict[str, Watch] = {}
+        self._by_route: dict[str, Watch] = {}
+        self._config = config
+        for name, routes in self._receiving(config).items():
+            self.watches[name] = self._watch(config, name, routes)
+        self._index()
+
+    @staticmethod
+    def _receiving(config: Config) -> dict[str, frozenset[str]]:
+        """Each account that routes deliver to and has IMAP: the routes into it."""
+        out = {}
         for name, acc in config.accounts.items():
             routes = frozenset(r.name for r in config.routes if r.to == name)
-            if acc.imap is None or not routes:
-                continue
-            ep = acc.imap
-            budget = Budget(ep.max_commands_per_probe, ep.max_commands_per_minute)
-            policy = WatchPolicy(
-                idle=ep.idle,
-                poll_interval=ep.poll_interval,
-                budget=budget,
-                sparse=Sparse.within(budget, min(SPARSE_UNTIL, 0.8 * config.sla.receive_deadline)),
-                move_to=ep.move_to,
-                # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
-                # backoff has up to 20 % jitter on top) tells its comeback that closely.
-                reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
-                foreign_probe_max_age=config.agent.foreign_probe_max_age,
-                watch_junk=ep.watch_junk,
-                junk_folder=ep.junk_folder,
-            )
-            watcher = MailboxWatcher(
-                imap_endpoint(ep, acc.address),
-                secret,
-                self._on_arrival,
-                self._state_callback(name),
-                awaited=self._awaited_callback(routes),
-                policy=policy,
-                clock=clock.time,
-                sleep=clock.sleep,
-                agent_id=identity,
-                hooks=self._hooks(name),
-            )
-            self.watches[name] = Watch(name, watcher, routes)
+            if acc.imap is not None and routes:
+                out[name] = routes
+        return out
+
+    def _watch(self, config: Config, name: str, routes: frozenset[str]) -> Watch:
+        acc = config.accounts[name]
+        ep = acc.imap
+        assert ep is not None  # noqa: S101 - only receiving accounts with IMAP get here
+        budget = Budget(ep.max_commands_per_probe, ep.max_commands_per_minute)
+        policy = WatchPolicy(
+            idle=ep.idle,
+            poll_interval=ep.poll_interval,
+            budget=budget,
+            sparse=Sparse.within(budget, min(SPARSE_UNTIL, 0.8 * config.sla.receive_deadline)),
+            move_to=ep.move_to,
+            # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
+            # backoff has up to 20 % jitter on top) tells its comeback that closely.
+            reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
+            foreign_probe_max_age=config.agent.foreign_probe_max_age,
+            watch_junk=ep.watch_junk,
+            junk_folder=ep.junk_folder,
+        )
+        # The callbacks are this watch's, not the account's: after a reload replaced it, what
+        # the old watcher still says goes nowhere.
+        box: list[Watch] = []
+        watcher = MailboxWatcher(
+            imap_endpoint(ep, acc.address, self._tokens),
+            self._secret,
+            self._on_arrival,
+            lambda state: self._state(box[0], state),
+            awaited=lambda: self._awaited(box[0].routes),
+            policy=policy,
+            clock=self._clock.time,
+            sleep=self._clock.sleep,
+            agent_id=self._identity,
+            hooks=self._hooks(name),
+        )
+        box.append(Watch(name, watcher, routes))
+        return box[0]
+
+    def _index(self) -> None:
         self._by_route = {r: w for w in self.watches.values() for r in w.routes}
+
+    def reconfigure(
+        self, config: Config, changed: frozenset[str]
+    ) -> tuple[list[Watch], list[Watch]]:
+        """A reload: (watches to start, watches to stop and close).
+
+        A mailbox no route delivers to any more is no longer watched, a new one is; one whose
+        account ``changed`` gets a new watcher; the others keep their session and only learn
+        which routes deliver to them now.
+        """
+        receiving = self._receiving(config)
+        started: list[Watch] = []
+        stopped: list[Watch] = []
+        for name in list(self.watches):
+            if name not in receiving or name in changed:
+                stopped.append(self.watches.pop(name))
+        for name, routes in receiving.items():
+            if name in self.watches:
+                self.watches[name].routes = routes
+            else:
+                self.watches[name] = self._watch(config, name, routes)
+                started.append(self.watches[name])
+        self._config = config
+        self._index()
+        return started, stopped
+
+    def _awaited(self, routes: frozenset[str]) -> list[float]:
+        """Send times of what the watcher of ``routes`` waits for: probes, and test viruses
+        (they may land in the junk folder, which is checked only while something is awaited)."""
+        sent = self._books.inflight.awaited(routes)
+        if self._tests is not None:
+            sent += [t.sent_at for t in self._tests.pending.values() if t.route in routes]
+        return sent
 
     def _hooks(self, account: str) -> WatchHooks:
         metrics = self._metrics
@@ -109,13 +174,8 @@ class Watchers:
             on_foreign=lambda stamp, removed: metrics.foreign.labels(
                 account, "removed" if removed else "seen"
             ).inc(),
+            wants_message=self._tests.wants_message if self._tests is not None else None,
         )
-
-    def _awaited_callback(self, routes: frozenset[str]) -> Callable[[], list[float]]:
-        return lambda: self._books.inflight.awaited(routes)
-
-    def _state_callback(self, account: str) -> Callable[[WatchState], None]:
-        return lambda state: self._state(account, state)
 
     def wake(self, route: str) -> None:
         """A probe of ``route`` was just submitted: its mailbox watches closely."""
@@ -150,6 +210,11 @@ class Watchers:
             )
 
     def _on_arrival(self, arrival: Arrival) -> None:
+        if self._tests is not None:
+            if arrival.junked and self._tests.junked(arrival.stamp.probe_id, arrival.arrived_at):
+                return  # a test virus filed as spam: quarantined, not a mail sample
+            if self._tests.arrived(arrival):
+                return
         seen = Sighting(arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate,
                         arrival.received, found_late=arrival.found_late, error=arrival.error,
                         junked=arrival.junked)  # fmt: skip
@@ -158,8 +223,10 @@ class Watchers:
             log.info("probe id=%s route=%s arrived but was not in flight (sent %.3f)",
                      arrival.stamp.probe_id[:12], arrival.stamp.route, arrival.stamp.sent_at)  # fmt: skip
 
-    def _state(self, account: str, state: WatchState) -> None:
-        watch = self.watches[account]
+    def _state(self, watch: Watch, state: WatchState) -> None:
+        account = watch.account
+        if self.watches.get(account) is not watch:
+            return  # a reload stopped this watcher
         watch.error = state.error
         reason = state.error.reason if state.error is not None else Reason.ERROR
         for route in watch.routes:

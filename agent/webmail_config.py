@@ -1,9 +1,11 @@
 """The `webmail:` config section: typed, frozen webmail checks, validated at one boundary.
 
-Not yet a field of Config: `parse_webmail(data.get("webmail"))` validates the list on its own and
-reports every problem at once with its key path (`webmail[0].login: ...`) in a ConfigError, the way
-parse_config does. `WebmailCheck.target()` turns an entry into the probe's input, reading the
-password; `failure_screenshot(state_dir)` is where a browser check keeps its last failure.
+`Config.webmail` holds the entries; parse_config adds the problems found here (duplicate names,
+a timeout not past the contract's limit, and with secrets checked: passwords, CA files, the
+browser) to its own, so every problem is reported at once with its key path
+(`webmail[0].login: ...`). `parse_webmail` validates the list on its own the same way.
+`WebmailCheck.target()` turns an entry into the probe's input, reading the password;
+`failure_screenshot(state_dir)` is where a browser check keeps its last failure.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mailprobe.agent.config import ConfigError, PositiveDuration, read_secret
+from mailprobe.agent.config_base import ConfigError, PositiveDuration
+from mailprobe.agent.config_types import shown
+from mailprobe.agent.config_yaml import read_secret
 from mailprobe.agent.durations import format_duration
+from mailprobe.agent.sla import SlaConfig
 from mailprobe.probes.webmail import (
     BROWSER_EXTRA_HINT,
     DEFAULT_CHROMIUM,
@@ -212,7 +217,30 @@ def _loc(parts: tuple[int | str, ...]) -> str:
     return out
 
 
-def _machine_problems(checks: tuple[WebmailCheck, ...]) -> list[str]:
+def name_problems(data: Any) -> list[str]:
+    """Duplicate names in the raw `webmail:` list (a name is a label value: it must be unique)."""
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, entry in enumerate(data if isinstance(data, list) else []):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            if name in names:
+                problems.append(f"webmail[{i}].name: duplicate webmail name {shown(name)}")
+            names.add(name)
+    return problems
+
+
+def limit_problems(checks: tuple[WebmailCheck, ...], sla: SlaConfig) -> list[str]:
+    """A timeout that does not reach past the contract's limit would cut slow loads off unjudged."""
+    bound = sla.webmail.limit
+    return [
+        f"webmail[{i}].timeout: must be longer than sla.webmail.limit ({format_duration(bound)})"
+        for i, check in enumerate(checks)
+        if check.timeout <= bound
+    ]
+
+
+def machine_problems(checks: tuple[WebmailCheck, ...]) -> list[str]:
     """Secrets, files and the browser: what must hold on this machine, checked now."""
     problems: list[str] = []
     for i, check in enumerate(checks):
@@ -259,15 +287,9 @@ def parse_webmail(data: Any, *, check_secrets: bool = True) -> tuple[WebmailChec
             elif (key := _KEYED.match(msg)) is not None:
                 loc, msg = (*loc, key.group(1)), msg[key.end() :]
             problems.append(f"{_loc(loc)}: {msg}")
-    names: set[str] = set()
-    for i, entry in enumerate(data if isinstance(data, list) else []):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str):
-            if name in names:
-                problems.append(f"webmail[{i}].name: duplicate webmail name {name!r}")
-            names.add(name)
+    problems += name_problems(data)
     if not problems and check_secrets:
-        problems = _machine_problems(checks)
+        problems = machine_problems(checks)
     if problems:
         raise ConfigError(problems)
     return checks

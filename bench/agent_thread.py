@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from mailprobe.agent.config import Config
 from mailprobe.agent.probe import Probe
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ class AgentThread:
 
     async def _round_trip(self, timeout: float) -> Probe:
         assert self._agent is not None
-        return await self._agent.round_trip(self._config.routes[0], timeout)
+        return await round_trip(self._agent, self._config.routes[0], timeout)
 
     async def cpu(self) -> float:
         """CPU seconds the agent's thread has used so far."""

@@ -37,3 +37,7 @@ COVERAGE_FLOOR = SLA.coverage_floor_percent / 100  # as a ratio, like the covera
 DELAY_AVERAGE_TEXT = f"{DELAY_AVERAGE_SECONDS / 60:g} min"
 DELAY_MAXIMUM_TEXT = f"{DELAY_MAXIMUM_SECONDS / 3600:g} h"
 OVER_MAXIMUM_TEXT = {1: "once", 2: "twice"}.get(OVER_MAXIMUM_ALLOWED, f"{OVER_MAXIMUM_ALLOWED} times")
+
+WEBMAIL_LIMIT_SECONDS = whole(SLA.webmail.limit)
+WEBMAIL_OVER_ALLOWED = int(by_id("webmail").limit(SLA, _MONTH))
+ANTIVIRUS_DELAY_SECONDS = whole(_TARGETS["anti_virus_delay"])

@@ -12,6 +12,7 @@ default: the agent exports no month-to-date delays. Limits are the clause regist
 from __future__ import annotations
 
 from contract_limits import (
+    ANTIVIRUS_DELAY_SECONDS,
     AVAILABILITY_PERCENT,
     CONNECTIVITY_PERCENT,
     COVERAGE_FLOOR,
@@ -25,6 +26,8 @@ from contract_limits import (
     OVER_MAXIMUM_ALLOWED,
     OVER_MAXIMUM_TEXT,
     TROUBLE_FREE_DAYS,
+    WEBMAIL_LIMIT_SECONDS,
+    WEBMAIL_OVER_ALLOWED,
 )
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import gauge
@@ -108,6 +111,7 @@ def sla_overview() -> Board:
     account(b)
     connectivity(b)
     delay(b)
+    services(b)
     return b
 
 
@@ -283,4 +287,58 @@ def delay(b: Board) -> None:
              steps((None, "blue")), lo=0, decimals=0),
         [q("clause:mailprobe_sla_target_minutes:effective", "{{clause}}", instant=True)],
         width=12, height=6,
+    )  # fmt: skip
+
+
+def services(b: Board) -> None:
+    """Webmail opens within the limit, anti-virus tests, and mail by kind (internal, external)."""
+    b.row(f"Webmail (opens within {WEBMAIL_LIMIT_SECONDS} s), anti-virus, internal and external "
+          f"mail, {MONTH}")  # fmt: skip
+    b.add(
+        big(f"Webmail loads over {WEBMAIL_LIMIT_SECONDS} s this month", "Webmail loads that "
+            f"did not open within {WEBMAIL_LIMIT_SECONDS} s (slower, or failed) this contract "
+            f"month, every check together; more than {WEBMAIL_OVER_ALLOWED} breaks the webmail "
+            "clause under the default policy.", "none",
+            steps((None, "green"), (WEBMAIL_OVER_ALLOWED, "orange"),
+                  (WEBMAIL_OVER_ALLOWED + 1, "red")), decimals=0),
+        [q("instance:mailprobe_webmail_over_limit:month_to_date", instant=True)],
+        width=4, height=6,
+    )  # fmt: skip
+    b.add(
+        bars("Webmail load time, p95 of the last hour", "95th percentile of the loads that "
+             f"opened, per webmail check; the contract's limit is {WEBMAIL_LIMIT_SECONDS} s.",
+             "s", at_most(WEBMAIL_LIMIT_SECONDS, WEBMAIL_LIMIT_SECONDS / 2), lo=0,
+             hi=WEBMAIL_LIMIT_SECONDS * 1.5),
+        [q("webmail:mailprobe_webmail_load_seconds:p95_1h", "{{webmail}}", instant=True)],
+        width=6, height=6,
+    )  # fmt: skip
+    b.add(
+        bars("Webmail down this month", "Minutes each webmail check was confirmed down (loads "
+             "failed or over the limit, confirmed as for mail) this contract month, counted "
+             "apart from mail connectivity.", "m", steps((None, "green"), (0.01, "orange")),
+             lo=0, decimals=1),
+        [q("webmail:mailprobe_webmail_down_minutes:month_to_date", "{{webmail}}",
+           instant=True)],
+        width=5, height=6,
+    )  # fmt: skip
+    b.add(
+        bars("Anti-virus tests by outcome", "Probes with the EICAR test file and what the "
+             "provider did with them, over the dashboard's time range; intact is a breach "
+             f"(clean mail after them may be at most {ANTIVIRUS_DELAY_SECONDS} s slower on "
+             "average: see `mailprobe report`).", "none",
+             steps((None, "blue")), lo=0, decimals=0),
+        [q("sum by (outcome) (increase(mailprobe_antivirus_tests_total[$__range]))",
+           "{{outcome}}", instant=True)],
+        width=4, height=6,
+    )  # fmt: skip
+    b.add(
+        bars("Worst disconnection by kind", "The largest disconnection this contract month "
+             "among the internal routes and among the external ones (the contract promises "
+             f"internal and external mail); each under {DISCONNECTION_MINUTES} min.", "m",
+             at_most(DISCONNECTION_MINUTES, DISCONNECTION_MINUTES / 2), lo=0,
+             hi=DISCONNECTION_MINUTES, decimals=1),
+        [q("max by (job, instance, kind) (route:mailprobe_disconnection_minutes:month_to_date "
+           "* on (job, instance, route) group_left (kind) mailprobe_route_info)", "{{kind}}",
+           instant=True)],
+        width=5, height=6,
     )  # fmt: skip

@@ -37,6 +37,7 @@ class Arrival:
     # True: in the junk folder. False: in the inbox while the junk folder was watched too.
     # None: the junk folder was not watched.
     junked: bool | None = None
+    message: bytes | None = None  # the whole message, when WatchHooks.wants_message asked for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class FinderHooks:
 
     on_unremoved: Callable[[ProbeStamp, Removal], None] | None = None
     on_foreign: Callable[[ProbeStamp, bool], None] | None = None
+    wants_message: Callable[[ProbeStamp], bool] | None = None
 
 
 class ProbeFinder:
@@ -79,7 +81,7 @@ class ProbeFinder:
         self._hooks = hooks
         self._move_to = move_to
         self._recheck = foreign_recheck
-        self.foreign = ForeignProbes(foreign_max_age)
+        self.foreign = ForeignProbes(foreign_max_age, agent_id)
         self.warned_unremoved = False  # per session
         self.unremoved = 0
         self.foreign_seen = 0
@@ -122,8 +124,13 @@ class ProbeFinder:
                 self._foreign_probe(uid, stamp, track=junked is not True)
                 continue
             arrived, error = when(stamp)
+            message = None
+            # In the junk folder a test's whereabouts are its outcome: its body is not read.
+            wants = self._hooks.wants_message
+            if junked is not True and wants is not None and wants(stamp):
+                message = await session.fetch_message(uid)
             arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers), backlog,
-                              error, junked)  # fmt: skip
+                              error, junked, message)  # fmt: skip
             await on_found(Found(uid, arrival))
         if untouched:
             log.warning(

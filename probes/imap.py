@@ -97,12 +97,16 @@ class WatchHooks:
     on_foreign(stamp, removed): another agent's verified probe, once when first seen
         (removed=False) and once more if this watcher removed it as stale (removed=True).
     on_commands(n): the session sent ``n`` more IMAP commands.
+    wants_message(stamp): True for an own probe whose whole message the agent inspects (an
+        anti-virus test): it is fetched (BODY.PEEK) before the probe is removed, from the inbox
+        or the junk folder.
     """
 
     on_commands: Callable[[int], None] | None = None
     on_reconnect: Callable[[str], None] | None = None
     on_unremoved: Callable[[ProbeStamp, Removal], None] | None = None
     on_foreign: Callable[[ProbeStamp, bool], None] | None = None
+    wants_message: Callable[[ProbeStamp], bool] | None = None
 
 
 class MailboxWatcher:
@@ -131,14 +135,14 @@ class MailboxWatcher:
         self.endpoint = endpoint
         pol = self.policy = policy or WatchPolicy()
         self._on_state = on_state
-        self._hooks = hooks or WatchHooks()
+        self._hooks = hooks = hooks or WatchHooks()
         self._clock = clock
         self._rng = rng or random.Random()
         self._lost_at: float | None = None  # when the last open session ended
         self._sleep = sleep  # between reconnects: the agent's clock, so tests need not wait
         self.finder = ProbeFinder(
             endpoint.username, secret, agent_id,
-            FinderHooks(self._hooks.on_unremoved, self._hooks.on_foreign),
+            FinderHooks(hooks.on_unremoved, hooks.on_foreign, hooks.wants_message),
             move_to=pol.move_to, foreign_max_age=pol.foreign_probe_max_age,
             foreign_recheck=pol.foreign_recheck,
         )  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from aioimaplib import aioimaplib
 
+from mailprobe.probes import sasl
 from mailprobe.probes.errors import (
     AuthError,
     ConnectError,
@@ -37,6 +38,7 @@ from mailprobe.probes.errors import (
     TLSError,
 )
 from mailprobe.probes.imap_protocol import GuardedProtocol
+from mailprobe.probes.sasl import OAuth2Login
 from mailprobe.probes.tls import describe_tls_error, not_after
 
 Security = Literal["starttls", "tls", "plain"]
@@ -61,6 +63,7 @@ class ImapEndpoint:
     mailbox: str = "INBOX"
     source_address: str | None = None
     max_literal: int = 1 << 20  # largest literal or line taken from the server; more: protocol
+    oauth2: OAuth2Login | None = None  # sign in with a bearer token instead of the password
 
 
 Removal = Literal["removed", "unsupported", "refused"]
@@ -83,6 +86,13 @@ def parse_internaldate(text: str) -> float | None:
         return datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
     except ValueError:
         return None
+
+
+def _last_text(lines: list[Any]) -> str:
+    """The server's last response line as printable text, cut to fit a log line."""
+    last = next((line for line in reversed(lines) if isinstance(line, bytes) and line), b"")
+    text = last.decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 class ImapConnection:
@@ -254,10 +264,50 @@ class ImapConnection:
 
     async def _login(self) -> None:
         ep = self.endpoint
+        if ep.oauth2 is not None:
+            await self._authenticate(ep.oauth2)
+            return
         self.commands += 1
         response = await self._call("LOGIN", self._protocol.login(ep.username, ep.password))
         if response.result != "OK":
             raise AuthError(f"IMAP login refused for {ep.username}", phase=PHASE)
+
+    async def _authenticate(self, login: OAuth2Login) -> None:
+        """AUTHENTICATE with a bearer token, by the best mechanism the server offers."""
+        ep = self.endpoint
+        offered = [c[5:] for c in self.capabilities if c.startswith("AUTH=")]
+        mechanism = sasl.choose(offered, login.mechanism)
+        if mechanism is None:
+            wanted = (
+                "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism.upper()
+            )
+            raise AuthError(
+                f"IMAP server offers no {wanted} sign-in (offers: "
+                f"{' '.join(sorted(offered))[:200] or 'none'})",
+                phase=PHASE,
+            )
+        token = await sasl.bearer_token(login, PHASE, ep.timeout)
+        response = sasl.encode(
+            sasl.initial_response(mechanism, ep.username, token, ep.host, ep.port)
+        )
+        self.commands += 1
+        result = await self._call(
+            "AUTHENTICATE",
+            self._protocol.authenticate(
+                mechanism.upper(), response, sasl_ir="SASL-IR" in self.capabilities,
+                after_failure=sasl.encode(sasl.after_failure(mechanism)),
+            ),
+        )  # fmt: skip
+        if result.result != "OK":
+            login.rejected(token)
+            said = _last_text(result.lines)
+            challenge = self._protocol.sasl_challenge
+            status = f"; {sasl.describe_challenge(challenge)}" if challenge is not None else ""
+            raise AuthError(
+                f"IMAP AUTHENTICATE {mechanism.upper()} refused for {ep.username}: "
+                f"{result.result} {said}{status}",
+                phase=PHASE,
+            )
 
     async def _select(self) -> None:
         self.commands += 1

@@ -62,6 +62,9 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         #: Told of every untagged ``N EXISTS`` and ``N EXPUNGE``, whichever command is running
         #: (aioimaplib hands an EXISTS that comes during SEARCH or FETCH to no one).
         self.on_size: Callable[[bytes, int], None] | None = None
+        self._sasl: _SaslExchange | None = None
+        #: The error challenge of the last AUTHENTICATE (base64 of a JSON status), if any.
+        self.sasl_challenge: bytes | None = None
 
     # -- failing ------------------------------------------------------------------------------
     def fail(self, message: str) -> None:
@@ -201,6 +204,46 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the greeting is untrusted input
             self.fail(f"unusable greeting {command[:80]!r} ({type(exc).__name__})")
 
+    def _continuation(self, line: bytes) -> None:
+        """A `+` line: during AUTHENTICATE, answer it ourselves (aioimaplib only records it)."""
+        command = self.pending_sync_command
+        if self._sasl is None or command is None or command.name != "AUTHENTICATE":
+            super()._continuation(line)
+            return
+        reply = self._sasl.answer(line[1:].strip())
+        if reply is None:
+            self.fail("server sent more SASL challenges than the mechanism has steps")
+            return
+        if self.transport is not None:
+            self.transport.write(reply.encode("ascii") + CRLF)
+
+    @aioimaplib.change_state  # type: ignore[untyped-decorator]
+    async def authenticate(self, mechanism: str, response: str, *, sasl_ir: bool,
+                           after_failure: str) -> Any:  # fmt: skip
+        """AUTHENTICATE with a base64 initial response: on the command line when the server
+        takes it (SASL-IR), else after its first `+`; an error challenge is answered with
+        `after_failure` so the server ends the exchange. The challenge is kept in
+        `sasl_challenge`."""
+        self._sasl = _SaslExchange(None if sasl_ir else response, after_failure)
+        args = (mechanism, response) if sasl_ir else (mechanism,)
+        try:
+            result = await self.execute(
+                aioimaplib.Command("AUTHENTICATE", self.new_tag(), *args, loop=self.loop),
+                scrub=response,
+            )
+        finally:
+            self.sasl_challenge = self._sasl.challenge
+            self._sasl = None
+        if result.result == "OK":
+            self.state = aioimaplib.AUTH
+            # As aioimaplib's login does: servers announce what logged-in sessions may do
+            # (UIDPLUS, MOVE ...) in the OK's CAPABILITY response code.
+            for line in result.lines:
+                if isinstance(line, bytes) and b"CAPABILITY" in line:
+                    words = line.decode("ascii", "replace").replace("CAPABILITY", "")
+                    self.capabilities |= set(words.strip("[] ").split("]")[0].split())
+        return result
+
     # -- sending ------------------------------------------------------------------------------
     def send(self, line: str, scrub: str | None = None) -> None:
         """Write one command line; the debug log never shows a secret, quoted or not."""
@@ -213,6 +256,26 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         if self.transport is None:
             raise aioimaplib.Abort("not connected")
         self.transport.write(line.encode() + CRLF)
+
+
+class _SaslExchange:
+    """What to send at each `+` of one AUTHENTICATE: the initial response if it is still due,
+    then one answer to the error challenge; None once the mechanism has no step left."""
+
+    def __init__(self, initial: str | None, after_failure: str) -> None:
+        self._initial = initial
+        self._after_failure: str | None = after_failure
+        self.challenge: bytes | None = None
+
+    def answer(self, challenge: bytes) -> str | None:
+        if self._initial is not None:
+            initial, self._initial = self._initial, None
+            return initial
+        if self._after_failure is None:
+            return None
+        self.challenge = challenge[:4096]
+        answer, self._after_failure = self._after_failure, None
+        return answer
 
 
 class _Limit(Exception):

@@ -200,6 +200,17 @@ class ImapSession(ImapConnection):
         )
         return internaldate, literal
 
+    async def fetch_message(self, uid: int) -> bytes | None:
+        """The whole message (without setting \\Seen), for a probe whose body is inspected.
+
+        Bounded like every literal (the connection refuses one over 1 MiB).
+        """
+        response = await self._command("FETCH", str(uid), "(UID BODY.PEEK[])", prefix="UID")
+        for line in response.lines:
+            if isinstance(line, bytearray):
+                return bytes(line)
+        return None
+
     async def remove(self, uid: int, move_to: str | None) -> Removal:
         """Delete (or move) one message by UID.
 

@@ -192,7 +192,7 @@ class Lookout:
     def _idle_for(self) -> float:
         """How long to wait quietly: until IDLE needs refreshing or a foreign probe goes stale."""
         wait = self.policy.idle_refresh
-        expiry = self.finder.foreign.next_expiry()
+        expiry = self.finder.foreign.next_expiry(self._clock())
         if expiry is not None:
             wait = min(wait, max(1.0, expiry - self._clock()))
         return wait

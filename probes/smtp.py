@@ -19,6 +19,7 @@ from typing import Literal, TypeVar
 
 import aiosmtplib
 
+from mailprobe.probes import sasl
 from mailprobe.probes.errors import (
     AuthError,
     ConnectError,
@@ -29,11 +30,15 @@ from mailprobe.probes.errors import (
     ResolveError,
     TLSError,
 )
+from mailprobe.probes.sasl import OAuth2Login
 from mailprobe.probes.tls import describe_tls_error, not_after, tls_cause
 
 Security = Literal["starttls", "tls", "plain"]
 T = TypeVar("T")
 _QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
+#: RFC 4954 section 4: an AUTH command line may be 12288 octets; a longer initial response
+#: goes after the server's empty 334 instead.
+_MAX_AUTH_LINE = 12288
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class SmtpEndpoint:
     timeout: float = 30.0
     source_address: str | None = None
     helo_name: str | None = None  # EHLO name; default: this machine's host name
+    oauth2: OAuth2Login | None = None  # AUTH with a bearer token instead of the password
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,59 @@ async def _starttls(
         ) from exc
 
 
+async def _oauth2(
+    client: aiosmtplib.SMTP, endpoint: SmtpEndpoint, login: OAuth2Login, phases: dict[str, float]
+) -> None:
+    """AUTH with a bearer token; the token is fetched before the phase's clock starts."""
+    phase = "smtp_auth"
+    if client.is_ehlo_or_helo_needed:  # after STARTTLS: what the server offers now
+        await _phase(phase, endpoint.timeout, phases, client.ehlo)
+    offered = client.server_auth_methods if client.supports_extension("auth") else []
+    mechanism = sasl.choose(offered, login.mechanism)
+    if mechanism is None:
+        wanted = "XOAUTH2 or OAUTHBEARER" if login.mechanism == "auto" else login.mechanism.upper()
+        raise AuthError(
+            f"SMTP server offers no {wanted} AUTH (offers: "
+            f"{' '.join(offered).upper()[:200] or 'none'})",
+            phase=phase,
+        )
+    username = endpoint.username or ""
+    token = await sasl.bearer_token(login, phase, endpoint.timeout)
+    raw = sasl.initial_response(mechanism, username, token, endpoint.host, endpoint.port)
+    code, reply, status = await _phase(
+        phase, endpoint.timeout, phases, lambda: _auth_exchange(client, mechanism, raw)
+    )
+    if code != 235:
+        login.rejected(token)
+        said = f"; {status}" if status else ""
+        raise AuthError(
+            f"SMTP AUTH {mechanism.upper()} refused for {username}: {code} {reply}{said}",
+            phase=phase,
+            reply_code=code,
+        )
+
+
+async def _auth_exchange(
+    client: aiosmtplib.SMTP, mechanism: sasl.Mechanism, raw: bytes
+) -> tuple[int, str, str | None]:
+    """Run AUTH; the final reply code and text, and the server's error status if it sent one."""
+    name = mechanism.upper().encode()
+    encoded = sasl.encode(raw).encode()
+    if len(encoded) + len(name) + 7 <= _MAX_AUTH_LINE:
+        response = await client.execute_command(b"AUTH", name, encoded)
+    else:
+        response = await client.execute_command(b"AUTH", name)
+        if response.code == 334 and not response.message.strip():
+            response = await client.execute_command(encoded)
+    status = None
+    if response.code == 334:
+        # The error challenge (RFC 7628 section 3.2.2): answer it so the server says no.
+        status = sasl.describe_challenge(response.message.encode("ascii", "replace"))
+        response = await client.execute_command(sasl.encode(sasl.after_failure(mechanism)).encode())
+    text = "".join(c if c.isprintable() else "?" for c in response.message)[:200]
+    return response.code, text, status
+
+
 async def submit(
     endpoint: SmtpEndpoint,
     sender: str,
@@ -222,7 +281,9 @@ async def submit(
             await _starttls(client, endpoint, phases)
         ssl_obj = client.get_transport_info("ssl_object")
         expiry = not_after(ssl_obj) if endpoint.security != "plain" else None
-        if endpoint.username:
+        if endpoint.oauth2 is not None:
+            await _oauth2(client, endpoint, endpoint.oauth2, phases)
+        elif endpoint.username:
             password = endpoint.password or ""
             username = endpoint.username
             await _phase("smtp_auth", timeout, phases, lambda: client.login(username, password))

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mailprobe.agent.clauses.antispam import JunkedProbes
+from mailprobe.agent.clauses.antivirus import AntiVirus, AntiVirusDelay
 from mailprobe.agent.clauses.base import (
+    AntivirusStats,
     Clause,
     ClauseResult,
     DelayStats,
@@ -20,6 +22,7 @@ from mailprobe.agent.clauses.base import (
     Scope,
     Unit,
     Verdict,
+    WebmailStats,
 )
 from mailprobe.agent.clauses.connectivity import Disconnection
 from mailprobe.agent.clauses.delay import DelayAverage, OverMaximum
@@ -29,11 +32,14 @@ from mailprobe.agent.clauses.operations import (
     MaintenanceTime,
     TroubleFreeDays,
 )
+from mailprobe.agent.clauses.webmail import Webmail
 from mailprobe.agent.sla import SlaConfig
 
 __all__ = [
     "CLAUSES",
+    "NOT_CONFIGURED",
     "NOT_MEASURED",
+    "AntivirusStats",
     "Clause",
     "ClauseResult",
     "DelayStats",
@@ -41,6 +47,7 @@ __all__ = [
     "Scope",
     "Unit",
     "Verdict",
+    "WebmailStats",
     "by_id",
     "evaluate",
     "sla_targets",
@@ -58,19 +65,31 @@ CLAUSES: tuple[Clause, ...] = (
     MaintenanceTime(),
     Availability(),
     TroubleFreeDays(),
+    Webmail(),
+    AntiVirus(),
+    AntiVirusDelay(),
     JunkedProbes(),
 )
 
 NOT_MEASURED = (
-    ("anti_virus", "Anti-virus (attachment viruses removed without delay): not probed by this "
-                   "agent yet"),
-    ("webmail", "Webmail opens within 10 s: not probed by this agent yet"),
     ("spam_handling", "Spam handled within one working day: a support process, not measurable "
                       "from outside"),
     ("force_majeure", "Force majeure and customer-side faults: exclusions a person decides; "
                       "agreed maintenance is counted apart"),
 )  # fmt: skip
-"""Promises of the seed contract no clause here measures, with why."""
+"""Promises of the seed contract no clause here measures, with why.
+
+Webmail and anti-virus are measured only where configured (``webmail:``, a route's
+``antivirus:``); ``not_configured`` says so for a config without them.
+"""
+
+NOT_CONFIGURED = {
+    "webmail": "Webmail opens within 10 s: no webmail check is configured (add a `webmail:` "
+               "entry to measure it)",
+    "anti_virus": "Anti-virus (attachment viruses removed without delay): no route sends test "
+                  "viruses (set `antivirus:` on a route to measure it; off by default)",
+}  # fmt: skip
+"""What the report says of a clause that is measured only where configured, when it is not."""
 
 
 def by_id(clause_id: str) -> Clause:

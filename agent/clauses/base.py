@@ -37,6 +37,7 @@ class Unit(enum.StrEnum):
     PERCENT = "%"
     PROBES = "probes"
     DAYS = "days"
+    LOADS = "loads"
 
 
 class Scope(enum.StrEnum):
@@ -44,6 +45,7 @@ class Scope(enum.StrEnum):
 
     ACCOUNT = "account"  # the whole service (route "all")
     ROUTE = "route"  # each route
+    KIND = "kind"  # the internal or the external routes together
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,62 @@ class DelayStats:
     maximum: float | None = None
     over_max: int = 0
     found_late: int = 0  # probes only found late: not in the average (their delay is not measured)
+
+
+@dataclass(frozen=True, slots=True)
+class WebmailStats:
+    """Webmail loads of a month: how many, how many did not open within the limit, how fast.
+
+    ``p95`` and ``maximum`` are of the loads that opened (a failed load has no load time);
+    ``percentile`` is the policy's percentile of every load, a failed one counted as never open
+    (infinite), so failures weigh against it.
+    """
+
+    checks: int = 0  # webmail checks configured
+    samples: int = 0
+    failed: int = 0
+    over_limit: int = 0  # did not open within the limit: slower, or failed
+    p95: float | None = None
+    maximum: float | None = None
+    percentile: float | None = None
+    down_seconds: float = 0.0  # confirmed down outside maintenance (apart from mail)
+    maintenance_seconds: float = 0.0
+
+    @property
+    def within_percent(self) -> float | None:
+        """Share of loads that opened within the limit."""
+        return 100.0 * (self.samples - self.over_limit) / self.samples if self.samples else None
+
+
+@dataclass(frozen=True, slots=True)
+class AntivirusStats:
+    """Test viruses of a month and what became of them, and the delay of the clean probes after."""
+
+    routes: int = 0  # routes with anti-virus tests configured
+    outcomes: tuple[tuple[str, int], ...] = ()  # (outcome, count), decided tests only
+    pending: int = 0
+    follow_ups: int = 0  # clean probes after a test that arrived and were measured
+    extra_delay_average: float | None = None  # their delay minus the route's clean median
+    extra_delay_maximum: float | None = None
+
+    def count(self, outcome: str) -> int:
+        """Tests that ended with ``outcome``."""
+        return dict(self.outcomes).get(outcome, 0)
+
+    @property
+    def tests(self) -> int:
+        """Tests sent (decided or pending)."""
+        return sum(n for _, n in self.outcomes) + self.pending
+
+    @property
+    def measured(self) -> bool:
+        """Configured, or tests were sent: the clauses are judged."""
+        return self.routes > 0 or self.tests > 0
+
+    @property
+    def decided(self) -> int:
+        """Tests whose outcome says something of the scanning (not failed, not pending)."""
+        return sum(n for o, n in self.outcomes if o != "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +131,8 @@ class Figures:
     delivery: DelayStats = DelayStats()
     send: DelayStats = DelayStats()
     receive: DelayStats = DelayStats()
+    webmail: WebmailStats = WebmailStats()
+    antivirus: AntivirusStats = AntivirusStats()
     junk_watched: int = 0  # probes delivered while the junk folder was watched too
     junked: int = 0  # of those, the ones filed into the junk folder
 

@@ -1,7 +1,8 @@
 """Connectivity: the address can send and receive; disconnection under 44 minutes a month.
 
 Measured as the down minutes outside maintenance of a route's connectivity (send or receive down),
-and for the account of ``any`` (some route down; overlaps counted once). The limit is the stated
+and for the account of ``any`` (some route down; overlaps counted once); for the internal or the
+external routes (``Scope.KIND``) likewise, over the routes of that kind. The limit is the stated
 minutes, or with ``sla.ratio_mode`` the stated percentage of the month's length.
 """
 
@@ -18,7 +19,7 @@ class Disconnection:
     group = "connectivity"
     title = "Disconnection"
     unit = Unit.MINUTES
-    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE})
+    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE, Scope.KIND})
 
     def limit(self, sla: SlaConfig, month_seconds: float) -> float:
         """Minutes a month."""
@@ -26,11 +27,10 @@ class Disconnection:
 
     def judge(self, figures: Figures, sla: SlaConfig, scope: Scope) -> ClauseResult:
         """Down minutes against the limit."""
-        what = (
-            "the route cannot send or cannot receive"
-            if scope is Scope.ROUTE
-            else "any route is down"
-        )
+        what = {
+            Scope.ROUTE: "the route cannot send or cannot receive",
+            Scope.KIND: "any of these routes is down",
+        }.get(scope, "any route is down")
         return minutes_clause(
             self.id, self.group, f"{self.title} ({what})", figures.down_seconds / 60.0,
             self.limit(sla, figures.month_seconds), figures, sla,

@@ -44,7 +44,7 @@ class DelayAverage:
 
     group = "delay"
     unit = Unit.SECONDS
-    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE})
+    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE, Scope.KIND})
 
     @property
     def title(self) -> str:
@@ -94,7 +94,7 @@ class OverMaximum:
 
     group = "delay"
     unit = Unit.PROBES
-    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE})
+    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE, Scope.KIND})
 
     @property
     def title(self) -> str:

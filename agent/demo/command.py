@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 
 from mailprobe.agent import logs
-from mailprobe.agent.config import Config, ConfigError, check_listen, load_config
+from mailprobe.agent.config import Config, check_listen, load_config
+from mailprobe.agent.config_base import ConfigError
 from mailprobe.agent.config_checks import MIN_STEP
 from mailprobe.agent.demo.view import RouteView, samples, summary, table
 from mailprobe.agent.durations import format_duration, parse_duration

@@ -16,6 +16,7 @@ from aioimaplib import aioimaplib
 from mailprobe.agent.config import Config
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.message import build_probe
 from mailprobe.probes.tls import client_context
@@ -25,7 +26,6 @@ from tests.helpers.configs import SECRET, account, make_config
 from tests.helpers.waits import wait_until
 
 USERS = {"alice@demo.test": "alice-pw", "bob@demo.test": "bob-pw"}
-
 
 
 def config_for(
@@ -64,7 +64,7 @@ async def test_round_trip_is_measured_and_exported(
     agent = Agent(config_for(mail, security=security))
     task = await started(agent)
     try:
-        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+        result = await round_trip(agent, agent.config.routes[0], timeout=10)
         assert result.status is Status.OK, result
         assert result.delay_seconds is not None
         assert 0 < result.delay_seconds < 1
@@ -89,7 +89,7 @@ async def test_round_trip_is_measured_and_exported(
 async def test_wrong_password_fails_with_auth(mail: EmbeddedMailService) -> None:
     """Refused credentials: failed in smtp_auth with reason auth and the server's 535."""
     agent = Agent(config_for(mail, bob_pw="wrong"))
-    result = await agent.round_trip(agent.config.routes[0], timeout=5)
+    result = await round_trip(agent, agent.config.routes[0], timeout=5)
     assert (result.status, result.phase, result.reason) == (Status.FAILED, "smtp_auth", "auth")
     assert result.reply_code == 535
     assert sample(agent, "mailprobe_probes_failed_total", route="a2b", phase="smtp_auth",
@@ -102,7 +102,7 @@ async def test_refused_recipient_is_rejected(mail: EmbeddedMailService) -> None:
     nobody = config.accounts["alice"].model_copy(update={"address": "nobody@demo.test"})
     config = config.model_copy(update={"accounts": {**config.accounts, "alice": nobody}})
     agent = Agent(config)
-    result = await agent.round_trip(config.routes[0], timeout=5)
+    result = await round_trip(agent, config.routes[0], timeout=5)
     assert (result.status, result.reason, result.reply_code) == (Status.FAILED, "rejected", 550)
 
 
@@ -110,7 +110,7 @@ async def test_smtp_down_fails_with_connect(mail: EmbeddedMailService) -> None:
     """Nobody listening on the submission port: reason connect, SMTP marked down."""
     await mail.set_outage("smtp", down=True)
     agent = Agent(config_for(mail))
-    result = await agent.round_trip(agent.config.routes[0], timeout=5)
+    result = await round_trip(agent, agent.config.routes[0], timeout=5)
     assert (result.status, result.phase, result.reason) == (
         Status.FAILED,
         "smtp_connect",
@@ -129,7 +129,7 @@ async def test_watcher_reconnects_after_imap_outage(mail: EmbeddedMailService) -
                          5, "imap down")  # fmt: skip
         await mail.set_outage("imap", down=False)
         assert await agent.watchers.wait_up(["alice"], 15)
-        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+        result = await round_trip(agent, agent.config.routes[0], timeout=10)
         assert result.status is Status.OK
     finally:
         agent.stop()
@@ -186,7 +186,7 @@ async def test_foreign_and_forged_mail_is_never_touched(mail: EmbeddedMailServic
     task = await started(agent)
     try:
         for _ in range(8):
-            result = await agent.round_trip(agent.config.routes[0], timeout=10)
+            result = await round_trip(agent, agent.config.routes[0], timeout=10)
             assert result.status is Status.OK
     finally:
         agent.stop()
@@ -266,7 +266,7 @@ async def test_metrics_pass_promtool(mail: EmbeddedMailService, tmp_path: Path) 
     agent = Agent(config_for(mail))
     task = await started(agent)
     try:
-        await agent.round_trip(agent.config.routes[0], timeout=10)
+        await round_trip(agent, agent.config.routes[0], timeout=10)
         text = await scrape(agent)
     finally:
         agent.stop()
@@ -290,7 +290,7 @@ async def test_delay_is_split_into_send_and_receive(mail: EmbeddedMailService) -
     agent = Agent(config.model_copy(update={"accounts": accounts}))
     task = await started(agent)
     try:
-        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+        result = await round_trip(agent, agent.config.routes[0], timeout=10)
     finally:
         agent.stop()
         await asyncio.wait_for(task, 10)

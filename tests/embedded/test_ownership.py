@@ -72,7 +72,7 @@ async def test_foreign_probe_is_left_alone_and_reported_once(
     """Another agent's fresh probe stays in the mailbox and is announced once, not per rescan."""
     stamp, raw = probe(agent="agent-b", sent_at=time.time())
     await shared_box.deliver(BOX, raw)
-    caplog.set_level(logging.INFO, logger="mailprobe.probes.imap")
+    caplog.set_level(logging.INFO, logger="mailprobe.probes")
     async with watching(endpoint(shared_box), policy=POLICY, agent_id="agent-a") as (w, rec, _):
         await wait_until(lambda: w.foreign_seen == 1, 5, "the foreign probe")
         for i in range(3):  # rescans, with probes of its own coming and going
@@ -90,7 +90,9 @@ async def test_foreign_probe_is_left_alone_and_reported_once(
     assert len(notices) == 1
 
 
-async def test_stale_foreign_probe_is_removed_after_max_age(shared_box: EmbeddedMailService) -> None:
+async def test_stale_foreign_probe_is_removed_after_max_age(
+    shared_box: EmbeddedMailService,
+) -> None:
     """A stopped agent's probe goes once it is older than foreign_probe_max_age, counted once."""
     old, old_raw = probe(agent="gone", sent_at=time.time() - 7 * 3600)
     await shared_box.deliver(BOX, old_raw)
@@ -141,3 +143,28 @@ async def test_unverified_probe_is_never_touched_and_warned_once(
     warnings = [r for r in caplog.records if "do not verify" in r.message]
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith("3 message(s)")
+
+
+async def test_two_agents_remove_a_stale_probe_once_between_them(
+    shared_box: EmbeddedMailService,
+) -> None:
+    """B has seen A's fresh probes here, so A (the lower identity) removes the dead agent's probe
+    at max age and B, waiting its deferral longer, finds it gone: one removal counted, not two."""
+    policy = WatchPolicy(reconnect_min=0.05, reconnect_max=0.4, foreign_probe_max_age=20.0)
+    ep = endpoint(shared_box)
+    async with watching(ep, policy=policy, agent_id="agent-b") as (wb, _, _):
+        await wait_until(lambda: wb.up, 5, "B up")
+        await shared_box.deliver(BOX, probe("a-fresh", agent="agent-a", sent_at=time.time())[1])
+        await wait_until(lambda: wb.foreign_seen == 1, 5, "B sees A's probe")
+        async with watching(ep, policy=policy, agent_id="agent-a") as (wa, ra, _):
+            await wait_until(lambda: len(ra.arrivals) == 1, 5, "A takes its own probe")
+            _, raw = probe(agent="gone", sent_at=time.time() - 18.5)
+            await shared_box.deliver(BOX, raw)
+            await wait_until(lambda: wa.foreign_seen == 1 and wb.foreign_seen == 2, 5, "seen")
+            assert await mailbox_uids(shared_box) != []
+            await wait_until(lambda: wa.foreign_removed == 1, 5, "A removes it at max age")
+            await asyncio.sleep(6.5)  # past B's deferral (5 s at this max age) and a scan
+            wb.wake()
+            await asyncio.sleep(0.5)
+    assert (wa.foreign_removed, wb.foreign_removed) == (1, 0)
+    assert await mailbox_uids(shared_box) == []

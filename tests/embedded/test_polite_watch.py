@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchPolicy
 from mailprobe.probes.imap_session import ImapEndpoint
@@ -208,7 +209,7 @@ async def test_the_agent_keeps_and_exports_each_arrival_bound_and_what_the_watch
     task = asyncio.ensure_future(agent.run())
     try:
         assert await agent.watchers.wait_up(["alice"], 10)
-        result = await agent.round_trip(config.routes[0], timeout=10)
+        result = await round_trip(agent, config.routes[0], timeout=10)
     finally:
         agent.stop()
         await asyncio.wait_for(task, 10)

@@ -45,6 +45,7 @@ def make_config(
     routes: Iterable[dict[str, Any]],
     *,
     state_dir: Path | None = None,
+    sla: dict[str, Any] | None = None,
     **agent: Any,
 ) -> Config:
     """A validated Config with a test secret and an ephemeral HTTP port."""
@@ -57,6 +58,8 @@ def make_config(
         "accounts": dict(accounts),
         "routes": list(routes),
     }  # fmt: skip
+    if sla is not None:
+        data["sla"] = sla
     return parse_config(data)
 
 

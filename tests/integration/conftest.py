@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+
+
+_LOG_MARKS = pytest.StashKey[dict[Path, int]]()
+
+
+@pytest.fixture(autouse=True)
+def _mail_log_marks(request: pytest.FixtureRequest) -> None:
+    """Where the stack's logs ended when the test began: a failure shows what followed."""
+    if "mailstack" in request.fixturenames:
+        stack: MailStack = request.getfixturevalue("mailstack")
+        logs = (stack.layout.postfix_log, stack.layout.dovecot_log)
+        request.node.stash[_LOG_MARKS] = {p: p.stat().st_size if p.exists() else 0 for p in logs}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, None]:
+    """A failed test's report carries the Postfix and Dovecot log lines written during it."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    marks = item.stash.get(_LOG_MARKS, None)
+    if report.when != "call" or not report.failed or not marks:
+        return
+    for path, start in marks.items():
+        try:
+            with path.open("rb") as log:
+                log.seek(start)
+                text = log.read()[-20000:].decode(errors="replace")
+        except OSError:
+            continue
+        report.sections.append((f"mail stack: {path.name}", text))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Mailbox down is receive down, on the real Postfix + Dovecot: the IMAP server cannot be reached
-for about 20 s while Postfix keeps accepting and delivering. The report counts that route's
-receive downtime from the moment the mailbox went away to the first probe sent after it came
-back; send stays up.
+for about 20 s (real time), or for 2 and 6 minutes (virtual time: the agent on a FakeClock, the
+mail really travelling), while Postfix keeps accepting and delivering. The report counts that
+route's receive downtime from the moment the mailbox went away to the first probe sent after it
+came back; send stays up.
 
 Only IMAP goes away: the agent reaches Dovecot's IMAP port through a proxy the test cuts. (Stopping
 Dovecot itself would take SMTP AUTH and delivery with it: Postfix authenticates through
@@ -24,6 +25,8 @@ from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.report import build_report
 from mailprobe.agent.runtime import Agent
 from mailprobe.agent.windows import month_of
+from tests.helpers.agents import anything, run_for, start, stop
+from tests.helpers.clock import FakeClock
 from tests.helpers.configs import account, make_config
 from tests.helpers.proxy import CuttableProxy
 from tests.helpers.waits import wait_until
@@ -35,7 +38,7 @@ SENDER, RECEIVER = "bob@probe.test", "alice@probe.test"
 INTERVAL, RETRY, OUTAGE = 5.0, 2.0, 20.0
 
 
-def _config(stack: MailStack, state: Path, imap_port: int) -> Config:
+def _config(stack: MailStack, state: Path, imap_port: int, interval: float = INTERVAL) -> Config:
     common = {"host": stack.host, "ca_file": stack.ca_file, "smtp_port": stack.submission_port,
               "imap_port": imap_port}  # fmt: skip
     return make_config(
@@ -43,7 +46,7 @@ def _config(stack: MailStack, state: Path, imap_port: int) -> Config:
             "alice": account(RECEIVER, stack.users[RECEIVER], **common),
             "bob": account(SENDER, stack.users[SENDER], **common),
         },
-        [{"name": "b2a", "from": "bob", "to": "alice", "interval": f"{INTERVAL:g}s",
+        [{"name": "b2a", "from": "bob", "to": "alice", "interval": f"{interval:g}s",
           "jitter": "0s"}],
         state_dir=state,
     )  # fmt: skip
@@ -113,3 +116,61 @@ async def _outage(mailstack: MailStack, proxy: CuttableProxy, tmp_path: Path) ->
         assert probe.arrived_at >= max(probe.sent_at, back_at - 0.5)
         assert probe.measured_delay is None
     assert all(p.arrived_at >= p.sent_at for p in probes if p.arrived_at is not None)
+
+
+@pytest.mark.parametrize("minutes", [2, 6])
+async def test_imap_away_for_minutes_in_virtual_time_is_that_long_receive_down(
+    mailstack: MailStack, tmp_path: Path, minutes: int
+) -> None:
+    """The agent on a FakeClock (the default confirm_retry, 15 s; probes every minute), Dovecot's
+    IMAP cut for 2 or 6 virtual minutes: receive down from the moment the mailbox went away to
+    the first probe sent after it came back, within one confirm_retry; the route probed every
+    confirm_retry meanwhile; the probes of the outage found late, never arriving before they
+    were sent; send up throughout."""
+    clock = FakeClock(time.time())
+    async with CuttableProxy(mailstack.host, mailstack.imap_port) as proxy:
+        config = _config(mailstack, tmp_path / "state", proxy.port, interval=60.0)
+        retry = config.sla.confirm_retry
+        agent = Agent(config, clock=clock, serve_http=False)
+        task = await start(agent)
+        try:
+            await run_for(clock, agent, 90)
+            await proxy.cut()
+            t_out = clock.now
+            await run_for(clock, agent, minutes * 60, leave=anything)
+            assert not agent.books.acc.is_up("b2a", Check.RECEIVE)
+            await proxy.restore()
+            t_back = clock.now
+            while not agent.watchers.up("alice"):
+                await run_for(clock, agent, 1, leave=anything)
+                # A reconnect attempt talks to the real Dovecot: real time for it to finish.
+                await asyncio.sleep(0.2)
+                assert clock.now - t_back <= retry + 2, "the watcher did not come back in time"
+            await run_for(clock, agent, 75)
+        finally:
+            await stop(agent, task)
+    with Ledger.open_readonly(config.agent.state_dir / LEDGER_FILE) as ledger:
+        report = build_report(ledger, config.sla, month_of(clock.now, "UTC"), routes=["b2a"],
+                              now=clock.now)  # fmt: skip
+        probes = ledger.probes(t_out - 120, clock.now + 1)
+    route = next(s for s in report.scopes if s.route == "b2a")
+    outage = t_back - t_out
+    assert route.receive_down_seconds is not None
+    assert outage <= route.receive_down_seconds <= outage + retry + 1.0, (
+        route.receive_down_seconds, outage,
+    )  # fmt: skip
+    assert route.send_down_seconds == 0.0
+    [receive] = [o for o in report.outages if o.check == "receive"]
+    assert t_out <= receive.start <= t_out + 1.0
+    during = [p for p in probes if t_out < p.sent_at < t_back]
+    gaps = [b.sent_at - a.sent_at for a, b in itertools.pairwise(during)]
+    assert len(during) >= minutes * 60 / retry - 2, len(during)
+    assert all(g <= retry + 1.0 for g in gaps), gaps
+    for probe in during:
+        assert probe.found_late, probe
+        assert probe.arrived_at is not None
+        assert probe.arrived_at >= max(probe.sent_at, t_back)
+        assert probe.measured_delay is None
+    first_after = next(p for p in probes if p.sent_at >= t_back and not p.found_late)
+    assert receive.end == first_after.sent_at
+    assert first_after.status is Status.OK

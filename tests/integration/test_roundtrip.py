@@ -16,6 +16,7 @@ import yaml
 
 from mailprobe.agent.config import Config
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.message import build_probe
 from tests.helpers.configs import SECRET, account, make_config
@@ -66,7 +67,7 @@ async def test_round_trip_over_tls(mailstack: MailStack, security: str) -> None:
     task = asyncio.ensure_future(agent.run())
     try:
         assert await agent.watchers.wait_up(["alice"], 15)
-        result = await agent.round_trip(agent.config.routes[0], timeout=20)
+        result = await round_trip(agent, agent.config.routes[0], timeout=20)
         assert result.status is Status.OK, result
         assert result.delay_seconds is not None
         assert 0 < result.delay_seconds < 1.0
@@ -79,7 +80,7 @@ async def test_round_trip_over_tls(mailstack: MailStack, security: str) -> None:
 async def test_wrong_password_is_auth(mailstack: MailStack) -> None:
     """Postfix refuses the login (535): reason auth in phase smtp_auth."""
     agent = Agent(stack_config(mailstack, password="wrong-password"), serve_http=False)
-    result = await agent.round_trip(agent.config.routes[0], timeout=10)
+    result = await round_trip(agent, agent.config.routes[0], timeout=10)
     assert (result.status, result.phase, result.reason) == (Status.FAILED, "smtp_auth", "auth")
     assert result.reply_code == 535
 
@@ -87,12 +88,12 @@ async def test_wrong_password_is_auth(mailstack: MailStack) -> None:
 @pytest.mark.parametrize("code", [550, 450])
 async def test_recipient_refused_at_rcpt_is_rejected(mailstack: MailStack, code: int) -> None:
     """A permanent or temporary refusal at RCPT: reason rejected with the server's code."""
-    mailstack.reject_recipient(RECEIVER, code)
+    await asyncio.to_thread(mailstack.reject_recipient, RECEIVER, code)
     try:
         agent = Agent(stack_config(mailstack), serve_http=False)
-        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+        result = await round_trip(agent, agent.config.routes[0], timeout=10)
     finally:
-        mailstack.clear_rejects()
+        await asyncio.to_thread(mailstack.clear_rejects)
     assert (result.status, result.phase, result.reason) == (
         Status.FAILED,
         "smtp_submit",
@@ -106,7 +107,7 @@ async def test_smtp_server_down_is_connect(mailstack: MailStack) -> None:
     mailstack.stop_postfix()
     try:
         agent = Agent(stack_config(mailstack), serve_http=False)
-        result = await agent.round_trip(agent.config.routes[0], timeout=10)
+        result = await round_trip(agent, agent.config.routes[0], timeout=10)
     finally:
         mailstack.start_postfix()
     assert (result.status, result.phase, result.reason) == (
@@ -179,7 +180,7 @@ async def test_held_mail_delay_is_measured_within_300ms(mailstack: MailStack) ->
     try:
         assert await agent.watchers.wait_up(["alice"], 15)
         hold = 2.0
-        trip = asyncio.ensure_future(agent.round_trip(agent.config.routes[0], timeout=30))
+        trip = asyncio.ensure_future(round_trip(agent, agent.config.routes[0], timeout=30))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         # Postfix may hold the message before our client has read its 250: wait for both.
@@ -206,7 +207,7 @@ async def test_watcher_survives_dovecot_restart(mailstack: MailStack, running: A
     before = watcher.session
     await asyncio.to_thread(mailstack.restart_dovecot)
     await wait_until(lambda: watcher.session is not before and watcher.up, 30, "a new session")
-    result = await running.round_trip(running.config.routes[0], timeout=20)
+    result = await round_trip(running, running.config.routes[0], timeout=20)
     assert result.status is Status.OK, result
 
 
@@ -258,7 +259,7 @@ async def test_foreign_and_forged_mail_untouched_after_many_probes(
     try:
         assert await agent.watchers.wait_up(["alice"], 15)
         for _ in range(12):
-            result = await agent.round_trip(agent.config.routes[0], timeout=20)
+            result = await round_trip(agent, agent.config.routes[0], timeout=20)
             assert result.status is Status.OK, result
         # The route's own loop probes too: let its last probe arrive (and be removed).
         await wait_until(lambda: agent.inflight == 0, 20, "the last probe to arrive")

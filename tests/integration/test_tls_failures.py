@@ -9,6 +9,7 @@ import pytest
 import trustme
 
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from tests.mailstack import MailStack
 
@@ -41,7 +42,7 @@ async def test_postfix_certificate_from_an_untrusted_ca_is_tls(
 ) -> None:
     """Submission to Postfix whose CA the agent does not trust: failed in smtp_tls, reason tls."""
     agent = _agent(mailstack, security, _stranger_ca(tmp_path))
-    result = await agent.round_trip(agent.config.routes[0], timeout=10)
+    result = await round_trip(agent, agent.config.routes[0], timeout=10)
     assert (result.status, result.phase, result.reason) == (Status.FAILED, "smtp_tls", "tls")
     assert UNTRUSTED in caplog.text
 

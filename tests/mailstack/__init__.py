@@ -6,6 +6,8 @@ Install once with `bash tests/mailstack/install.sh`, then::
         stack.submission_port       # STARTTLS + AUTH; also smtp_port, submissions_port,
         stack.imap_port             # imaps_port; verify TLS with stack.ca_file
         stack.users                 # address -> password (probe.test and other.test)
+        stack.oauth2_key            # bearer tokens: HS256 JWTs from stack.oauth2_issuer signed
+                                    # with it log in too (IMAP and submission), `email` = login
 
 `python -m tests.mailstack` runs one until Ctrl-C and prints its endpoints.
 """

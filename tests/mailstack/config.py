@@ -62,6 +62,16 @@ class Layout:
         return self.root / "log" / "dovecot.log"
 
     @property
+    def dovecot_oauth2(self) -> Path:
+        """The oauth2 passdb's settings (local JWT validation)."""
+        return self.root / "dovecot" / "oauth2.conf"
+
+    @property
+    def oauth2_keys(self) -> Path:
+        """The dict of JWT validation keys: `default/HS256/default` holds the HS256 key."""
+        return self.root / "dovecot" / "oauth2-keys"
+
+    @property
     def tls(self) -> Path:
         return self.root / "tls"
 
@@ -143,10 +153,18 @@ maximal_backoff_time = 15s
 in_flow_delay = 0
 # Without this Postfix pauses the LMTP transport for 60 s after a Dovecot outage.
 service_throttle_time = 1s
+
+# The virus scanning of the submission listeners (tests/mailstack/antivirus.py): off until a
+# test switches it on with MailStack.antivirus(mode).
+mailstack_milters =
+mailstack_content_filter =
+milter_default_action = tempfail
 """
 
 
 _SUBMISSION_OPTIONS = """\
+  -o smtpd_milters=$mailstack_milters
+  -o content_filter=$mailstack_content_filter
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
@@ -181,8 +199,9 @@ postlog    unix-dgram n - n - 1 postlogd
 """
 
 
-def postfix_master_cf(ports: Ports) -> str:
-    """master.cf: MX-like plain SMTP, STARTTLS submission, implicit-TLS submissions."""
+def postfix_master_cf(ports: Ports, transports: str = "") -> str:
+    """master.cf: MX-like plain SMTP, STARTTLS submission, implicit-TLS submissions, and any
+    extra `transports` (the virus filter's)."""
     return (
         f"{HOST}:{ports.smtp} inet n - n - - smtpd\n"
         f"{HOST}:{ports.submission} inet n - n - - smtpd\n"
@@ -195,6 +214,7 @@ def postfix_master_cf(ports: Ports) -> str:
         "  -o smtpd_tls_wrappermode=yes\n"
         f"{_SUBMISSION_OPTIONS}"
         f"{_INTERNAL_SERVICES}"
+        f"{transports}"
     )
 
 
@@ -225,16 +245,25 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 # Failed logins answer within 0.5 s (Dovecot flushes failures on a 0.5 s timer), not 2 s.
 auth_failure_delay = 0
 first_valid_uid = {vmail_uid}
 last_valid_uid = {vmail_uid}
 mail_location = maildir:{layout.vmail}/%d/%n/Maildir
 
+# `none`: the lookups of LMTP and the static userdb (no mechanism) ask this passdb, never oauth2.
 passdb {{
   driver = passwd-file
+  mechanisms = plain login none
   args = scheme=PLAIN username_format=%u {layout.dovecot_users}
+}}
+# Bearer tokens (XOAUTH2, OAUTHBEARER) are JWTs checked here, against the key the test issuer
+# signs with: no token server is asked at login.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {layout.dovecot_oauth2}
 }}
 userdb {{
   driver = static
@@ -297,4 +326,18 @@ if header :is "{junk_header}" "yes" {{
   fileinto :create "Junk";
   stop;
 }}
+"""
+
+
+def dovecot_oauth2_conf(layout: Layout, issuer: str) -> str:
+    """Settings of the oauth2 passdb: tokens are JWTs from `issuer`, validated locally.
+
+    The key is looked up in the dict as `default/<alg>/default` (azp, alg, kid of a token without
+    azp or kid); the login name must equal the token's `email` claim.
+    """
+    return f"""\
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix={layout.oauth2_keys}/
+username_attribute = email
+issuers = {issuer}
 """

@@ -59,6 +59,17 @@ def pid_alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+def children(ppid: int) -> set[int]:
+    """Pids of the running (not zombie) children of ``ppid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None and fields[0] != "Z" and fields[1] == str(ppid):
+                found.add(int(entry))
+    return found
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of the group runs (zombies count as gone).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import grp
 import os
 import pwd
@@ -19,11 +21,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.mailstack import config
+from tests.mailstack import antivirus, config
 from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_file
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
     MailStackError,
+    children,
     pid_alive,
     read_banner,
     run,
@@ -103,6 +106,8 @@ class MailStack:
     junk_folder = "Junk"
     #: Accepted by Postfix but unknown to Dovecot: mail to it bounces back to the sender.
     bounce_address = "ghost@probe.test"
+    #: The `iss` of the tokens Dovecot accepts (a name only: Dovecot never connects to it).
+    oauth2_issuer = "https://issuer.test"
 
     def __init__(self, *, keep_dir: bool = False, timeout: float = 15.0) -> None:
         self.keep_dir = keep_dir
@@ -118,6 +123,9 @@ class MailStack:
         self._rejects: dict[str, int] = {}
         #: The CA that signed the servers' certificate; written by start().
         self.ca_file = Path()
+        #: The HS256 key Dovecot checks bearer tokens (JWTs from oauth2_issuer) with.
+        self.oauth2_key = secrets.token_bytes(32)
+        self._clamav: antivirus.ClamAV | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -170,6 +178,9 @@ class MailStack:
         if self._layout is None:
             return
         try:
+            if self._clamav is not None:
+                self._clamav.stop()
+                self._clamav = None
             self.stop_dovecot()
         finally:
             try:
@@ -207,7 +218,11 @@ class MailStack:
                 layout, domains, tls.server_cert, tls.server_key, f"mail.{self.domain}"
             ),
         )
-        write_postfix_file(layout.postfix_config / "master.cf", config.postfix_master_cf(ports))
+        clamav = layout.root / "clamav"
+        transports = antivirus.master_cf_transports(clamav / "clamd.sock", clamav / "av_filter.py",
+                                                    ports.smtp)  # fmt: skip
+        write_postfix_file(layout.postfix_config / "master.cf",
+                           config.postfix_master_cf(ports, transports))  # fmt: skip
         mailboxes = [*self.users, self.bounce_address]
         write_postfix_file(
             layout.mailboxes_map, "".join(f"{address} OK\n" for address in mailboxes)
@@ -230,8 +245,24 @@ class MailStack:
         # Dovecot's auth process reads it as the dovecot user.
         layout.dovecot_users.chmod(0o640)
         os.chown(layout.dovecot_users, 0, pwd.getpwnam("dovecot").pw_gid)
+        self._write_oauth2_files()
         # Mailboxes exist before the first delivery, so watchers can be set up right away.
         make_maildirs(layout.vmail, [layout.maildir(address) for address in self.users], vmail)
+
+    def _write_oauth2_files(self) -> None:
+        layout = self.layout
+        layout.dovecot_oauth2.write_text(config.dovecot_oauth2_conf(layout, self.oauth2_issuer))
+        key = layout.oauth2_keys / "default" / "HS256" / "default"
+        key.parent.mkdir(parents=True)
+        key.write_text(base64.b64encode(self.oauth2_key).decode())
+        # Dovecot's auth process reads them as the dovecot user.
+        dovecot_gid = pwd.getpwnam("dovecot").pw_gid
+        for path in (layout.dovecot_oauth2, key):
+            path.chmod(0o640)
+            os.chown(path, 0, dovecot_gid)
+        for directory in (layout.oauth2_keys, key.parent.parent, key.parent):
+            directory.chmod(0o750)
+            os.chown(directory, 0, dovecot_gid)
 
     # -- Postfix -----------------------------------------------------------------------------
 
@@ -267,8 +298,47 @@ class MailStack:
         )
 
     def reload_postfix(self) -> None:
-        """Make Postfix re-read main.cf, master.cf and its texthash tables."""
+        """Make Postfix re-read main.cf, master.cf and its texthash tables; return once every
+        process started under the old settings is gone.
+
+        The master only tells its children to finish: an idle smtpd or cleanup that has not
+        noticed yet would take the next connection with the settings of before.
+        """
+        if _in_event_loop():
+            # The wait below would block the loop, and with it a session of the caller's own
+            # agent that keeps an old smtpd alive: a deadlock until the timeout.
+            raise MailStackError("from async code, call this with asyncio.to_thread")
+        master = self._postfix_pid
+        old = children(master) if master is not None else set()
         self._postfix("reload")
+        try:
+            wait_until(lambda: not any(pid_alive(pid) for pid in old),
+                       time.monotonic() + self.timeout, "")  # fmt: skip
+        except MailStackError:
+            left = [_command_line(pid) for pid in sorted(old) if pid_alive(pid)]
+            raise MailStackError(f"Postfix processes of before the reload still run: {left}") from None
+
+    def antivirus(self, mode: str) -> None:
+        """Scan what the submission listeners accept: `off`, `reject` (clamav-milter refuses
+        infected mail at SMTP), `strip` or `replace` (a content filter takes the infected
+        attachment out, or puts a notice in its place). ClamAV starts at the first use."""
+        if mode != "off" and self._clamav is None:
+            root = self.layout.root / "clamav"
+            root.mkdir()
+            root.chmod(0o755)  # the filter runs as nobody and must read its script
+            clamav = antivirus.ClamAV(root, self.timeout)
+            try:
+                clamav.start()
+            except BaseException:
+                clamav.stop()
+                raise
+            self._clamav = clamav
+        for name, value in antivirus.settings(mode, self._clamav).items():
+            self._postfix_conf(name, value)
+        self.reload_postfix()
+
+    def _postfix_conf(self, name: str, value: str) -> None:
+        run("/usr/sbin/postconf", "-c", str(self.layout.postfix_config), "-e", f"{name} = {value}")
 
     def held_queue_ids(self) -> list[str]:
         """Queue ids of messages on hold, sorted."""
@@ -432,6 +502,21 @@ class MailStack:
     def client_ssl_context(self) -> ssl.SSLContext:
         """A verifying client context that trusts exactly this stack's CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return f"pid {pid}"
 
 
 def _contains(path: Path, needle: bytes) -> bool:

@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import pytest
 import yaml
@@ -30,48 +32,77 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def _wait(url: str, predicate, what: str, timeout: float) -> str:  # type: ignore[no-untyped-def]
+def _wait(url: str, predicate, what: str, timeout: float, log: Path | None = None) -> str:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
+    text = ""
     while time.monotonic() < deadline:
         text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310 - loopback
         if predicate(text):
             return text
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    seen = "\n".join(line for line in text.splitlines() if 'route="alice-to-bob"' in line)
+    tail = "".join(log.read_text().splitlines(keepends=True)[-60:]) if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{seen}\n--- demo log ---\n{tail}")
 
 
-def test_demo_end_to_end_with_outage_and_clean_ctrl_c() -> None:
+def _drain(stream: IO[str], into: list[str]) -> threading.Thread:
+    """Read a child's pipe into a list as it comes, so the child never blocks on a full pipe
+    and a failure can show what it logged."""
+
+    def read() -> None:
+        for line in stream:
+            into.append(line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_demo_end_to_end_with_outage_and_clean_ctrl_c(tmp_path: Path) -> None:
     """Round trips, an SMTP outage seen as down and then up on /metrics, clean SIGINT exit."""
+    state = tmp_path / "demo"
+    log = state / "mailprobe.log"  # shown when a wait times out
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailprobe.agent.cli", "demo", "--interval", "500ms", "--listen",
-         "127.0.0.1:0", "--outage", "smtp:3s:3s", "--no-live", "--duration", "60s"],
+         "127.0.0.1:0", "--outage", "smtp:3s:3s", "--no-live", "--duration", "60s",
+         "--state-dir", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    err_lines: list[str] = []
+    out_lines: list[str] = []
     try:
         assert proc.stdout is not None
+        assert proc.stderr is not None
         first = proc.stdout.readline()
         match = re.search(r"metrics at (http://[\d.:]+/metrics)", first)
         assert match, first
+        readers = [_drain(proc.stderr, err_lines), _drain(proc.stdout, out_lines)]
         url = match.group(1)
         route = {"route": "alice-to-bob"}
         _wait(url, lambda t: (_metric(t, "mailprobe_probes_received_total", **route) or 0) >= 2,
-              "round trips", 10)  # fmt: skip
+              "round trips", 10, log)  # fmt: skip
         _wait(url, lambda t: _metric(t, "mailprobe_up", protocol="smtp", **route) == 0,
-              "smtp down during the outage", 10)  # fmt: skip
+              "smtp down during the outage", 10, log)  # fmt: skip
         # The outage can begin inside a session (another phase fails first): wait for the
         # refused connection of a later probe, not only for the first failure.
         refused = {"phase": "smtp_connect", "reason": "connect", **route}
         _wait(url, lambda t: (_metric(t, "mailprobe_probes_failed_total", **refused) or 0) >= 1,
-              "a refused connection counted", 10)  # fmt: skip
+              "a refused connection counted", 10, log)  # fmt: skip
         _wait(url, lambda t: _metric(t, "mailprobe_up", protocol="smtp", **route) == 1,
-              "smtp up again", 15)  # fmt: skip
+              "smtp up again", 15, log)  # fmt: skip
         port = int(url.split(":")[2].split("/")[0])
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        for reader in readers:
+            reader.join(5)
+        out, err = "".join(out_lines), "".join(err_lines)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stopped cleanly" in out

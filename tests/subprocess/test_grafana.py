@@ -198,7 +198,8 @@ def agent_series(state_dir: Path) -> set[str]:
         "agent": {"listen": "127.0.0.1:0", "secret_env": "MP_GRAFANA_TEST_SECRET",
                   "state_dir": str(state_dir)},
         "accounts": {"a": {"address": "u@x.test", "smtp": endpoint, "imap": endpoint}},
-        "routes": [{"name": "r", "from": "a", "to": "a"}],
+        "routes": [{"name": "r", "from": "a", "to": "a", "antivirus": {"every": "1d"}}],
+        "webmail": [{"name": "w", "url": "https://webmail.x.test/"}],
     })  # fmt: skip
     registry = CollectorRegistry()
     Agent(config, registry=registry, serve_http=False)
@@ -276,6 +277,9 @@ def contract_limits(sla: SlaConfig) -> dict[str, float]:
         "Average delay, rolling 30 days": targets["delivery_delay_average"],
         "Longest delay this month": sla.delay_maximum,
         "Connectivity error ratio by window": 1 - sla.connectivity_percent / 100,
+        f"Webmail loads over {sla.webmail.limit:g} s this month": sla.webmail.allowed + 1,
+        "Webmail load time, p95 of the last hour": sla.webmail.limit,
+        "Worst disconnection by kind": targets["disconnection"] / 60,
     }
 
 
@@ -346,7 +350,7 @@ def test_the_sla_overview_names_the_contract_month_and_its_zone() -> None:
     )
     assert zone["hide"] == 2  # shown in the titles, not as a selector
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
-    assert sum("contract month ($timezone)" in r for r in rows) == 2
+    assert sum("contract month ($timezone)" in r for r in rows) == 3  # account, routes, webmail
     for panel in panels(board):
         reads_month = any("month_to_date" in t["expr"] for t in panel["targets"])
         if reads_month:

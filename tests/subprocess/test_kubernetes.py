@@ -273,7 +273,7 @@ def test_the_container_arguments_are_mailprobe_run_arguments() -> None:
     """args are appended to the image's entry point: together a valid `mailprobe run`."""
     entry = one(final_stage(), "ENTRYPOINT").exec_form()
     args = build_parser().parse_args([*entry[1:], *container()["args"]])
-    assert (args.command, args.log_format) == ("run", "json")
+    assert (args.command, args.log_format, args.vantage) == ("run", "json", "vantage-a")
 
 
 def test_the_service_and_service_monitor_reach_the_vantages_metrics_port() -> None:
@@ -336,3 +336,6 @@ def test_readme_command_for_another_vantage_makes_a_valid_distinct_one(tmp_path:
     assert {o["metadata"]["name"] for o in a_objects}.isdisjoint(o["metadata"]["name"] for o in b_objects)
     a_dep, b_dep = (next(o for o in objs if o["kind"] == "Deployment") for objs in (a_objects, b_objects))
     assert a_dep["spec"]["selector"] != b_dep["spec"]["selector"]
+    # Each vantage names itself: the copy probes as vantage-b.
+    (b_container,) = b_dep["spec"]["template"]["spec"]["containers"]
+    assert "--vantage=vantage-b" in b_container["args"]

@@ -47,6 +47,7 @@ from mailprobe.agent.runtime import Agent
 from mailprobe.agent.windows import month_bounds, month_of
 from tests.helpers.configs import SECRET, account
 from tests.helpers.waits import wait_until
+from tests.helpers.webserver import WebServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = [path for folder in ("rules", "fallback")
@@ -303,7 +304,7 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:g}ms"
 
 
-def config_for(svc: EmbeddedMailService, state_dir: Path) -> Config:
+def config_for(svc: EmbeddedMailService, state_dir: Path, web: WebServer) -> Config:
     common = {"host": svc.host, "ca_file": svc.ca_file, "smtp_port": svc.smtp_port,
               "imap_port": svc.imap_port, "timeout": "2s"}  # fmt: skip
     os.environ["MP_TEST_SECRET"] = SECRET
@@ -317,7 +318,11 @@ def config_for(svc: EmbeddedMailService, state_dir: Path) -> Config:
                      "bob": {**account("bob@demo.test", "bob-pw", **common),
                              "service_hosts": [f"*.{DOMAIN}"]}},
         "routes": [{"name": "a2b", "from": "bob", "to": "alice", "interval": ms(PROBE_INTERVAL)},
-                   {"name": "b2a", "from": "alice", "to": "bob", "interval": ms(PROBE_INTERVAL)}],
+                   {"name": "b2a", "from": "alice", "to": "bob", "interval": ms(PROBE_INTERVAL),
+                    "antivirus": {"every": "1d"}}],
+        # The test webmail, loaded every second, for the webmail rules and panels.
+        "webmail": [{"name": "portal", "url": web.url("/page"), "interval": "1s",
+                     "ca_file": str(web.ca_file)}],
         # Confirm a failure by a quick retry, so the outage's edges are sharp; confirm_within
         # must exceed the retry plus the 2 s SMTP timeout.
         "sla": {"confirm_retry": ms(CONFIRM_RETRY), "confirm_within": "3s",
@@ -351,8 +356,8 @@ def raw_down(prom: Prometheus) -> str:
 async def scene(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scene]:
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
     tool("prometheus")
-    async with EmbeddedMailService(USERS) as mail:
-        agent = Agent(config_for(mail, tmp))
+    async with EmbeddedMailService(USERS) as mail, WebServer(tmp) as web:
+        agent = Agent(config_for(mail, tmp, web))
         task = asyncio.ensure_future(agent.run())
         prom: Prometheus | None = None
         try:

@@ -281,6 +281,8 @@ def test_inhibit_rules_silence_what_a_broader_alert_already_says(
         alert("MailprobeMaintenanceWindowActive", "maint", window="sunday", severity="info",
               tier="L1"),
         alert("MailprobeNoRecentProbe", "stale", route="r1", tier="L2"),
+        alert("MailprobeLocalFaultActive", "local", route="r1", check="send", severity="info",
+              tier="L1"),
     ]  # fmt: skip
     held = [
         alert("MailprobeConnectivityBurnRateTicket", "agent", route="r1", tier="L2"),
@@ -292,6 +294,7 @@ def test_inhibit_rules_silence_what_a_broader_alert_already_says(
         alert("MailprobeDisconnectionBudgetSpent", "maint", route="r1", clause="disconnection",
               tier="L3"),
         alert("MailprobeCoverageLow", "stale", route="r1", check="send", tier="L1"),
+        alert("MailprobeConnectivityBurnRatePage", "local", route="r1", tier="L3"),
     ]  # fmt: skip
     passed = [
         # Not about a route: the agent alert does not hide it.
@@ -306,6 +309,11 @@ def test_inhibit_rules_silence_what_a_broader_alert_already_says(
         # Maintenance holds back provider alerts, not routine tickets.
         alert("MailprobeCoverageLow", "maint", route="r1", check="send", tier="L1"),
         alert("MailprobeCoverageLow", "stale", route="r2", check="send", tier="L1"),
+        # A local fault holds back that vantage's burn alerts only: not another vantage's, not
+        # a provider outage the quorum saw.
+        {**alert("MailprobeConnectivityBurnRatePage", "local", route="r1", tier="L3"),
+         "instance": "127.0.0.2:9478"},
+        alert("MailprobeProviderOutage", "local", route="r1", tier="L3"),
     ]  # fmt: skip
     alertmanager.post(*sources, *held, *passed)
     wait_for(lambda: all(alertmanager.inhibited().get(frozenset(a.items())) for a in held),

@@ -57,7 +57,8 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 def verify_installed(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify` on a tree laid out as README installs the unit: the system's
-    own units, this one in /etc/systemd/system, the console script in /opt/mailprobe/bin."""
+    own units, this one in /etc/systemd/system, the console script in /opt/mailprobe/bin, and
+    the system's kill (ExecReload)."""
     analyze = tool("systemd-analyze")
     root = tmp_path / "root"
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
@@ -65,6 +66,8 @@ def verify_installed(tmp_path: Path, unit_text: str) -> subprocess.CompletedProc
     (root / "etc/systemd/system/mailprobe.service").write_text(unit_text)
     (root / "opt/mailprobe/bin").mkdir(parents=True)
     shutil.copy(Path(sys.executable).parent / "mailprobe", root / "opt/mailprobe/bin/mailprobe")
+    (root / "bin").mkdir()
+    shutil.copy("/bin/kill", root / "bin/kill")  # ExecReload sends SIGHUP with it
     return run(analyze, "verify", f"--root={root}", "/etc/systemd/system/mailprobe.service")
 
 

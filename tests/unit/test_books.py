@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mailprobe.agent.books import EXPORTED_FILE, LEDGER_FILE, Books
-from mailprobe.agent.checks import ALL_ROUTES, Check
+from mailprobe.agent.checks import ALL_ROUTES, Check, Transition
 from mailprobe.agent.config import MIN_RETENTION, Config, parse_config
 from mailprobe.agent.ledger import Ledger
 from mailprobe.agent.probe import Probe, Sighting, Status
@@ -47,8 +47,11 @@ def sent(pid: str, at: float = T0) -> Probe:
     return Probe(pid, "r", Status.SENT, at, accepted_at=at + 0.1, reply_code=250)
 
 
-def test_without_a_ledger_records_flow_and_nothing_is_written(tmp_path: Path) -> None:
-    """Not opened (probe-once): records reach the listeners, no state dir is created."""
+def test_without_a_ledger_records_flow_and_nothing_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not opened (probe-once): records reach the listeners, no state dir is created, and no
+    file is tried (nothing logged about an exported.json it cannot write)."""
     books = Books(config(tmp_path / "state"), FakeClock(T0).time)
     seen: list[Probe] = []
     books.listen(seen.append)
@@ -58,6 +61,7 @@ def test_without_a_ledger_records_flow_and_nothing_is_written(tmp_path: Path) ->
     books.close()
     assert [p.status for p in seen] == [Status.SENT, Status.OK]
     assert not (tmp_path / "state").exists()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
 
 def test_a_record_is_in_the_ledger_before_listeners_hear_of_it_and_only_once(
@@ -283,3 +287,26 @@ def test_a_found_late_arrival_keeps_its_flag_and_enters_no_delay(
     assert (got.measured_delay is None) is found_late
     assert books.exported.counts[("r", "received")] == 1
     books.close()
+
+
+def test_a_route_dropped_while_down_ends_its_outage_where_the_run_before_ended(
+    tmp_path: Path,
+) -> None:
+    """The ledger has route `gone` down when its agent stops; restarted without it, the outage
+    ends at the old run's last heartbeat instead of adding to the account's downtime for ever."""
+    ledger = Ledger.open(tmp_path / LEDGER_FILE)
+    ledger.started(T0)
+    ledger.record_transition(Transition("gone", Check.SEND, False, T0 + 10))
+    ledger.heartbeat(T0 + 100)
+    ledger.close()  # as after a kill: no stop recorded
+    clock = FakeClock(T0 + 200)
+    books = Books(config(tmp_path), clock.time)
+    books.open()
+    books.tick(T0 + 1000)
+    snap = books.acc.snapshot(T0 + 1000)
+    books.close()
+    assert snap.totals[(ALL_ROUTES, Check.ANY)].down == 90.0
+    assert snap.up[(ALL_ROUTES, Check.ANY)]
+    with Ledger.open_readonly(tmp_path / LEDGER_FILE) as ledger:
+        gone = [t for t in ledger.transitions() if t.route == "gone" and t.check is Check.SEND]
+    assert [(t.up, t.at) for t in gone] == [(False, T0 + 10), (True, T0 + 100)]

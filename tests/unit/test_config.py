@@ -77,7 +77,7 @@ def test_every_problem_is_reported_with_its_key_path(files: dict[str, Path]) -> 
         "accounts.probe.address:",
         "accounts.probe.smtp.port:",
         "accounts.probe.smtp.security:",
-        "accounts.probe.imap.password_env: username needs password_env or password_file",
+        "accounts.probe.imap.password_env: username needs password_env, password_file or auth",
         "routes[0].interval: bare number 60",
         "routes[1].name: 'all' is reserved",
         "routes[1].interval: invalid duration '5x'",

@@ -11,6 +11,7 @@ import pytest
 
 from mailprobe.agent.ledger import SCHEMA_VERSION, Ledger
 from mailprobe.agent.probe import Probe, Status
+from mailprobe.agent.vantage import META_KEY, Vantage, from_meta, to_meta
 
 # The schema mailprobe 0.1 created, verbatim.
 SCHEMA_1 = """
@@ -190,13 +191,48 @@ CREATE TABLE IF NOT EXISTS baseline (
 """
 
 
-def test_a_schema_2_ledger_is_upgraded_with_bounds_and_junk_unknown(tmp_path: Path) -> None:
+# What schema 3 added to 2, verbatim: two tables, no column.
+SCHEMA_3_TABLES = """
+CREATE TABLE IF NOT EXISTS webmail (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    reason TEXT,
+    phase TEXT,
+    status_code INTEGER,
+    redirects INTEGER NOT NULL DEFAULT 0,
+    cert_not_after REAL,
+    phases TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (check_name, at)
+);
+CREATE INDEX IF NOT EXISTS webmail_at ON webmail (at);
+CREATE TABLE IF NOT EXISTS antivirus (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at REAL,
+    reply_code INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    follow_up TEXT
+);
+CREATE INDEX IF NOT EXISTS antivirus_sent_at ON antivirus (sent_at);
+"""
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_ledger_before_schema_4_is_upgraded_with_bounds_and_junk_unknown(
+    tmp_path: Path, version: int
+) -> None:
     """Every row and count kept; its probes' error bound and junk answer are unknown (None),
-    none counted junked; new records keep both; the schema says 3."""
+    none counted junked; new records keep both; the schema says 4."""
     path = tmp_path / "ledger.sqlite3"
     conn = sqlite3.connect(path)
-    conn.executescript(SCHEMA_2)
-    conn.execute("INSERT INTO meta VALUES ('schema', '2')")
+    conn.executescript(SCHEMA_2 + (SCHEMA_3_TABLES if version == 3 else ""))
+    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(version),))
     conn.execute("INSERT INTO runs (started_at, last_seen, stopped_at) VALUES (0, 900, 900)")
     conn.execute(
         "INSERT INTO probes (probe_id, route, status, sent_at, accepted_at, arrived_at, "
@@ -218,4 +254,34 @@ def test_a_schema_2_ledger_is_upgraded_with_bounds_and_junk_unknown(tmp_path: Pa
         assert ledger.probe("new") == new
         assert ledger.counts()[("a", "junked")] == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "4"
+
+
+def test_a_ledger_from_before_vantages_gains_the_vantage_row_and_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A ledger without a vantage (0.1's, upgraded) reads as having none; once its agent runs
+    with a vantage the meta row names it, and every probe, run and transition is as it was."""
+    path = tmp_path / "ledger.sqlite3"
+    _schema_1_ledger(path)
+    with Ledger.open(path) as ledger:
+        before = (ledger.probes(0, 1e12), ledger.runs(), ledger.transitions(), ledger.counts())
+        assert ledger.meta(META_KEY) is None
+        ledger.set_meta(META_KEY, to_meta(Vantage("berlin", "hq", "eu-central")))
+    with Ledger.open_readonly(path) as reread:
+        assert from_meta(reread.meta(META_KEY)) == Vantage("berlin", "hq", "eu-central")
+        after = (reread.probes(0, 1e12), reread.runs(), reread.transitions(), reread.counts())
+        assert after == before
+        assert reread.meta("schema") == str(SCHEMA_VERSION)
+
+
+def test_the_schema_version_is_not_a_meta_value_to_set(tmp_path: Path) -> None:
+    """Only the upgrade writes the schema version."""
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger, pytest.raises(ValueError, match="upgrade"):
+        ledger.set_meta("schema", "99")
+
+
+@pytest.mark.parametrize("value", [None, "", "not json", "[]", '{"site": "x"}'])
+def test_a_missing_or_damaged_vantage_row_reads_as_none(value: str | None) -> None:
+    """A vantage row that cannot be read names no vantage (the report falls back to the file)."""
+    assert from_meta(value) is None

@@ -19,6 +19,7 @@ from mailprobe.agent.config import Config
 from mailprobe.agent.demo.command import _log_to
 from mailprobe.agent.demo.service import EmbeddedMailService
 from mailprobe.agent.probe import Status
+from mailprobe.agent.probe_once import round_trip
 from mailprobe.agent.runtime import Agent
 from mailprobe.probes.imap_session import ImapSession
 from tests.helpers.configs import account, make_config
@@ -172,7 +173,7 @@ async def test_demo_log_has_no_untagged_chatter_and_no_password(tmp_path: Path) 
             try:
                 assert await agent.watchers.wait_up(["alice"], 10)
                 for _ in range(3):
-                    result = await agent.round_trip(config.routes[0], timeout=10)
+                    result = await round_trip(agent, config.routes[0], timeout=10)
                     assert result.status is Status.OK
             finally:
                 task.cancel()

@@ -12,6 +12,7 @@ from mailprobe.probes.message import (
     HEADER_AGENT,
     HEADER_SENT,
     HEADER_SIGNATURE,
+    HEADER_VANTAGE,
     build_probe,
     new_probe_id,
     verify_probe,
@@ -142,3 +143,71 @@ def test_agent_identity_must_be_a_header_safe_token() -> None:
     with pytest.raises(ValueError, match="agent identity"):
         build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
                     agent="bad\r\nX-Injected: 1")  # fmt: skip
+
+
+vantages = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
+
+
+@given(route=routes, agent=agents, vantage=vantages)
+def test_probe_carries_its_vantage_signed(route: str, agent: str, vantage: str) -> None:
+    """A probe built with a vantage is a v3 probe that verifies and names the vantage."""
+    stamp, raw = build_probe(secret=b"k", route=route, sender="a@x", recipient="b@y",
+                             sent_at=5.0, agent=agent, vantage=vantage)  # fmt: skip
+    msg = message_from_bytes(raw)
+    assert msg[HEADER_VANTAGE] == vantage
+    assert msg[HEADER_SIGNATURE].strip().startswith("v3=")
+    got = verify_probe(raw, b"k")
+    assert got == stamp
+    assert got is not None
+    assert (got.agent, got.vantage) == (agent, vantage)
+
+
+def test_changed_vantage_header_is_rejected() -> None:
+    """The vantage is signed: a probe cannot be moved to another vantage point afterwards."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a", vantage="berlin")  # fmt: skip
+    msg = message_from_bytes(raw)
+    msg.replace_header(HEADER_VANTAGE, "paris")
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_vantage_header_added_to_a_v2_probe_is_rejected() -> None:
+    """A v2 signature never vouches for a vantage header someone added afterwards."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a")  # fmt: skip
+    msg = message_from_bytes(raw)
+    msg[HEADER_VANTAGE] = "berlin"
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_vantage_header_removed_from_a_v3_probe_is_rejected() -> None:
+    """Dropping the vantage header does not leave a valid v2 probe behind."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a", vantage="berlin")  # fmt: skip
+    msg = message_from_bytes(raw)
+    del msg[HEADER_VANTAGE]
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+def test_repeated_vantage_header_is_rejected() -> None:
+    """Two vantage headers are a forgery attempt, even if one of them is the signed one."""
+    _, raw = build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                         agent="agent-a", vantage="berlin")  # fmt: skip
+    msg = message_from_bytes(raw)
+    msg[HEADER_VANTAGE] = "berlin"
+    assert verify_probe(msg.as_bytes(), b"k") is None
+
+
+@pytest.mark.parametrize("vantage", ["two words", "x\r\nX-Injected: 1", "", "é"])
+def test_vantage_must_be_a_header_safe_token(vantage: str) -> None:
+    """A vantage name that is not a plain token is refused when building."""
+    with pytest.raises(ValueError, match="vantage"):
+        build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                    agent="agent-a", vantage=vantage)  # fmt: skip
+
+
+def test_vantage_needs_an_agent_identity() -> None:
+    """A vantage without an agent identity has no signature version to go in."""
+    with pytest.raises(ValueError, match="vantage"):
+        build_probe(secret=b"k", route="r", sender="a@x", recipient="b@y", sent_at=5.0,
+                    vantage="berlin")  # fmt: skip

@@ -67,6 +67,7 @@ def test_limits_in_alert_expressions_are_the_registry_defaults() -> None:
         "MailprobeDelayMaximumExceededTooOften": float(SEED.over_maximum_allowed),
         "MailprobeTroubleFreeDaysBreached": float(YEAR_DAYS - SEED.trouble_free_days),
         "MailprobeCoverageLow": SEED.coverage_floor_percent / 100.0,
+        "MailprobeWebmailOverLimitTooOften": float(SEED.webmail.allowed),
     }
     alerts = alerts_by_name()
     assert set(limits) <= set(alerts)
