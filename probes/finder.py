@@ -48,8 +48,8 @@ class Found:
     arrival: Arrival
 
 
-When = Callable[[ProbeStamp], tuple[float, float | None]]
-"""A found probe's arrival stamp and error bound (None: found late)."""
+When = Callable[[ProbeStamp, int], tuple[float, float | None]]
+"""A found probe's (by its UID) arrival stamp and error bound (None: found late)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +123,14 @@ class ProbeFinder:
             if not self.owns(stamp):
                 self._foreign_probe(uid, stamp, track=junked is not True)
                 continue
-            arrived, error = when(stamp)
+            arrived, error = when(stamp, uid)
             message = None
             # In the junk folder a test's whereabouts are its outcome: its body is not read.
             wants = self._hooks.wants_message
             if junked is not True and wants is not None and wants(stamp):
                 message = await session.fetch_message(uid)
-            arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers), backlog,
-                              error, junked, message)  # fmt: skip
+            arrival = Arrival(stamp, uid, arrived, internaldate, _received(headers),
+                              backlog and error is None, error, junked, message)  # fmt: skip
             await on_found(Found(uid, arrival))
         if untouched:
             log.warning(

@@ -1,7 +1,9 @@
 """The account's junk folder, watched from the inbox session: a probe filed there is found too.
 
-Which folder: the configured name, else the one LIST marks ``\\Junk`` (RFC 6154 SPECIAL-USE),
-else none (then nothing is watched and the log says so once per session). It is checked with
+Which folder: the configured name (given, or filled by a provider preset) where the server has
+it, else the one LIST marks ``\\Junk`` (RFC 6154 SPECIAL-USE: a preset's English name may be
+localized on the account), else none (then nothing is watched and the log says so once per
+session). It is checked with
 one STATUS (UIDNEXT) at the watcher's sparse checks, so it costs no IDLE and no second session.
 When UIDNEXT grew, the folder is opened read-only (EXAMINE, so nothing in it changes, not even
 \\Recent), searched for signed probes and each verified; only if the watcher's own are there is it
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from mailprobe.probes.errors import ProtocolError
 from mailprobe.probes.finder import Arrival, Found, ProbeFinder
 from mailprobe.probes.imap_session import PHASE, ImapSession
+from mailprobe.probes.mailbox_names import to_wire
 from mailprobe.probes.message import ProbeStamp
 from mailprobe.probes.stamp import stamp
 
@@ -48,7 +51,9 @@ class JunkWatch:
         self.name = None
         if not self._enabled:
             return False
-        name = self._configured or await session.junk_folder()
+        name = None if self._configured is None else to_wire(self._configured)
+        if name is None or await session.status(name) is None:
+            name = await session.junk_folder()
         if name is None or name == session.endpoint.mailbox:
             log.info("%s: no junk folder found (LIST marks none \\Junk; set junk_folder): "
                      "probes filed as spam are not seen", session.endpoint.username)  # fmt: skip
@@ -85,7 +90,7 @@ class JunkWatch:
             return False
         lo = self.lo
 
-        def when(probe: ProbeStamp) -> tuple[float, float | None]:
+        def when(probe: ProbeStamp, uid: int) -> tuple[float, float | None]:
             if backlog:
                 return max(start, probe.sent_at), None
             found = stamp(lo, seen, probe.sent_at)

@@ -186,6 +186,8 @@ class Lookout:
         else:
             await self._sleep_or_wake(min(self.policy.poll_interval, self._idle_for()))
             await self._look(session)
+        # The wait may have ended for a foreign probe's expiry (no command unless one is due).
+        await self.finder.expire_foreign(session, self._clock())
         if not self.wakeup.is_set() and any(True for _ in self._awaited()):
             await self._from_junk(session)  # a probe may be in junk past its sparse checks
 
@@ -214,9 +216,12 @@ class Lookout:
         lo = self.bracket.lo
         bound = self.push.bound if pushed and self.push.state is Push.PROMPT else None
 
-        def when(probe: ProbeStamp) -> tuple[float, float | None]:
+        def when(probe: ProbeStamp, uid: int) -> tuple[float, float | None]:
             now = self._clock()
-            if backlog:  # found at (re)connect: not seen arriving
+            after = session.uidnext_at_select
+            # Found at (re)connect, and there before the SELECT: not seen arriving. One that
+            # came after it (its UID says so) is bracketed from the SELECT on.
+            if backlog and (after is None or uid < after):
                 return max(session.selected_at, probe.sent_at), None
             hi = session.changed_at if session.changed_at >= lo else now
             found = stamp(lo, hi, probe.sent_at, bound)
