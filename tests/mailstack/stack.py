@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.mailstack import antivirus, config
+from tests.mailstack.av_filter import JUNK_HEADER
 from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_file
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
@@ -102,7 +103,7 @@ class MailStack:
     other_domain = "other.test"
     hold_header = "X-Mailprobe-Hold"
     #: Mail with this header set to ``yes`` is filed into the recipient's Junk folder (Sieve).
-    junk_header = "X-Mailprobe-Junk"
+    junk_header = JUNK_HEADER  # the content filter's quarantine mode sets it too
     junk_folder = "Junk"
     #: Accepted by Postfix but unknown to Dovecot: mail to it bounces back to the sender.
     bounce_address = "ghost@probe.test"
