@@ -256,6 +256,9 @@ def render(
         "the bound. Targets: p99 of the absolute error ≤ max(25 ms, 2 % of the delay), mean signed "
         "error within ±10 ms, at most 150 IMAP commands per probe at 60 s and 30 at 1 s.",
         "",
+        # The machine is shared: timing figures are read against its load.
+        *(f"- {line}" for line in run if "load average" in line),
+        "",
     ]
     for lane in [*today, *lanes]:
         if lane.budget is None:
@@ -297,14 +300,16 @@ def _method(args: argparse.Namespace) -> list[str]:
         "- Mail stack: tests/mailstack (Postfix + Dovecot 2.3 on 127.0.0.1). Postfix holds every "
         "message with `X-Mailprobe-Hold: yes`; the bench finds it in the hold queue and releases "
         "it (`postsuper -H`, `postqueue -i`) at its send time + the injected delay.",
-        "- Ground truth: `inotifywait --monitor` on alice's `new/`, each line stamped with "
+        "- Ground truth: `inotifywait --monitor` on the lane's `new/`, each line stamped with "
         "`time.time()` by a reader thread (bench/maildir_watch.py).",
-        "- mailprobe: the in-process Agent (probe-once mode: a watcher on alice, submissions from "
-        "bob, STARTTLS both ways), one probe at a time, the budget in alice's `imap:` section. "
-        f"Before each budget's run {2} probes at 0 s let the session decide what its IDLE "
-        "notices are worth (Dovecot holds them 0.5 s: the looks time arrivals).",
+        "- mailprobe: one lane per budget, each its own mailbox and process, all at once: the "
+        "in-process Agent (probe-once mode: a watcher on the lane's mailbox, submissions from "
+        "bob, STARTTLS both ways), one probe at a time, the budget in the mailbox's `imap:` "
+        f"section. Probes start at least {args.spacing:g} s apart (a route's default interval). "
+        "Before each budget's run 2 probes at 1 s (not counted) let the session decide what its "
+        "IDLE notices are worth (Dovecot holds them 0.5 s: the looks time arrivals).",
         "- Commands: counted by Dovecot (`log_debug = event=imap_command_finished`), all of "
-        "alice's session from one probe's start to the next (IDLE included). Per minute: the "
+        "the lane's session from one probe's start to the next (IDLE included). Per minute: the "
         "most in any 60 whole seconds of the log over the budget's run.",
         f"- Schedule: {args.count} probes per delay, delays shuffled (seed {args.seed}). p99 of "
         f"{args.count} samples lies between the two largest: read it as close to the worst case.",

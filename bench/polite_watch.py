@@ -31,7 +31,9 @@ import os
 import random
 import re
 import signal
+import statistics
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -48,12 +50,15 @@ from tests.helpers.configs import account, make_config
 from tests.mailstack import MailStack, missing_prerequisites
 
 DEFAULT_DELAYS = "0,1,2,10,30,60"
-DEFAULT_BUDGETS = "self_hosted,hosted,100/100,40/40,30/30"
+# The default (no preset), three presets' (agent/presets.py: 150/60, 100/30, 60/20), a tighter one.
+DEFAULT_BUDGETS = "self_hosted,gmail,yahoo,tencent-exmail,30/15"
 SENDER = "bob@probe.test"
 RESULTS = Path(__file__).parent / "results"
 WARM_UP = (1.0, 1.0)  # delays of probes before measuring: the session decides what IDLE is worth
 SPACING = 60.0  # seconds from one probe's start to the next's, at least
+WARM_UP_GAP = 20.0  # the same between the warm-up probes (their commands are not counted)
 HOLD_POLL = 0.005
+LOAD_EVERY = 30.0  # seconds between load-average samples
 _PROBE_ID = re.compile(rb"X-Mailprobe-Id: ([0-9a-f]{32})")
 _PROBE_SENT = re.compile(rb"X-Mailprobe-Sent: (\d+\.\d+)")
 _STAMP = re.compile(r"^(\w{3} \d{2} \d{2}:\d{2}:\d{2}) imap\(([^)]+)\)<\d+><[^>]+>: Debug: Command")
@@ -65,7 +70,8 @@ def log(message: str) -> None:
 
 
 def budget_of(name: str) -> tuple[int, int] | None:
-    """(per probe, per minute) of a budget name: a preset's, ``N/M``, or ``today`` (None)."""
+    """(per probe, per minute) of a budget name: ``self_hosted``, a provider preset's, ``N/M``,
+    or ``today`` (None)."""
     if name == "today":
         return None
     if "/" in name:
@@ -197,10 +203,12 @@ async def run_lane(
     try:
         await watch.start()
         await agent.start(15)
-        for delay in WARM_UP:  # spaced like the rest: the minute they spend is their own
+        for i, delay in enumerate(WARM_UP):
             started = time.monotonic()
             await one_probe(stack, lane, agent, watch, delay, claimed)
-            await asyncio.sleep(max(0.5, spacing - (time.monotonic() - started)))
+            # The last one a full spacing before the first measured: its minute is its own.
+            gap = spacing if i == len(WARM_UP) - 1 else min(spacing, WARM_UP_GAP)
+            await asyncio.sleep(max(0.5, gap - (time.monotonic() - started)))
         began, start = time.monotonic(), command_log.offset()
         async with asyncio.timeout(timeout):
             for delay in schedule:
@@ -241,6 +249,12 @@ def _next_result(queue: Any, processes: list[Any]) -> LaneResult:
             raise RuntimeError(f"a lane ended with exit code {dead[0].exitcode}")
 
 
+def _sample_load(into: list[float], done: threading.Event) -> None:
+    """The 1-minute load average every LOAD_EVERY seconds until ``done``."""
+    while not done.wait(LOAD_EVERY):
+        into.append(os.getloadavg()[0])
+
+
 def measure(args: argparse.Namespace) -> tuple[list[LaneResult], list[str]]:
     """Start the stack, run every budget's lane at once, each in its own process."""
     delays = [float(d) for d in args.delays.split(",")]
@@ -265,9 +279,14 @@ def measure(args: argparse.Namespace) -> tuple[list[LaneResult], list[str]]:
                                       args=(stack, lane, schedule, args, queue))  # fmt: skip
             process.start()
             processes.append(process)
+        loads: list[float] = []
+        sampling = threading.Event()
+        sampler = threading.Thread(target=_sample_load, args=(loads, sampling), daemon=True)
+        sampler.start()
         try:
             found = [_next_result(queue, processes) for _ in processes]
         finally:
+            sampling.set()
             for process in processes:
                 process.join(5)
                 if process.is_alive():
@@ -276,7 +295,9 @@ def measure(args: argparse.Namespace) -> tuple[list[LaneResult], list[str]]:
     found.sort(key=lambda r: order[r.name])
     run = [
         f"Measuring took {time.monotonic() - began:.0f} s, lanes in parallel; load average "
-        f"(1 min) {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
+        f"(1 min) {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; sampled every "
+        f"{LOAD_EVERY:g} s while measuring: mean {statistics.mean(loads or [load]):.2f}, "
+        f"max {max(loads or [load]):.2f} ({os.cpu_count()} cores, shared)",
     ]
     return found, run
 
@@ -286,7 +307,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--budgets",
         default=DEFAULT_BUDGETS,
-        help="preset names (agent/budgets.py), PROBE/MINUTE, or today",
+        help="self_hosted, provider names (agent/budgets.py), PROBE/MINUTE, or today",
     )
     parser.add_argument("--count", type=int, default=8, help="probes per delay and budget")
     parser.add_argument(
