@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.precision_report import _machine, _sh, percentile
+from bench.precision_report import _machine, percentile
 
 FLOOR = 0.025  # seconds: the p99 target is max(FLOOR, SHARE * delay)
 SHARE = 0.02
@@ -154,8 +154,8 @@ def verdicts(lane: LaneResult) -> list[str]:
     """Each target for one budget: met or missed, with the figure that decides."""
     out = []
     figs = {d: Figures.of(lane.at(d)) for d in _delays([lane])}
-    missed = [f"{d:g} s: {_ms(f.p99)} ms > {_ms(target(d))}" for d, f in figs.items()
-              if not f.p99 <= target(d)]  # fmt: skip
+    missed = [f"{d:g} s: {_ms(f.p99)} ms > {_ms(target(d))}, {f.p99 / target(d):.1f} times the target"
+              for d, f in figs.items() if not f.p99 <= target(d)]  # fmt: skip
     out.append("p99 ≤ max(25 ms, 2 % of the delay): " + ("met" if not missed else
                "**missed** (" + "; ".join(missed) + ")"))  # fmt: skip
     # A mean of n errors spread over +-b has a standard error of about b / sqrt(3 n): where
@@ -168,7 +168,8 @@ def verdicts(lane: LaneResult) -> list[str]:
         "met where resolvable; within two standard errors of 0 at "
         + "; ".join(unresolved) + " (too few samples to resolve 10 ms there)")  # fmt: skip
     out.append("mean signed error within ±10 ms: " + verdict
-               + (" (" + "; ".join(biased) + ")" if biased else ""))  # fmt: skip
+               + (" (" + "; ".join(biased) + "; each beyond ±max(10 ms, 2 standard errors))"
+                  if biased else ""))  # fmt: skip
     inside = sum(f.inside for f in figs.values())
     total = sum(f.n for f in figs.values())
     if lane.budget is not None:
@@ -280,10 +281,9 @@ def render(
         "python -m bench.polite_watch " + " ".join(map(shlex.quote, args.given)),
         "```",
         "",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Written: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {_machine()}",
         *(f"- {line}" for line in run),
-        f"- mailprobe commit {_sh('git', 'rev-parse', '--short', 'HEAD')}",
         *(f"- {lane.name}: {lane.seconds:.0f} s" for lane in [*today, *lanes]),
     ]
     failures = [s for lane in [*today, *lanes] for s in lane.samples if s.status != "ok"]

@@ -32,11 +32,12 @@ import random
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +294,11 @@ def measure(args: argparse.Namespace) -> tuple[list[LaneResult], list[str]]:
                     process.terminate()
     order = {name: i for i, name in enumerate(names)}
     found.sort(key=lambda r: order[r.name])
+    measured = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()  # fmt: skip
     run = [
+        f"Measured {measured} at mailprobe commit {commit or 'unknown'}",
         f"Measuring took {time.monotonic() - began:.0f} s, lanes in parallel; load average "
         f"(1 min) {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; sampled every "
         f"{LOAD_EVERY:g} s while measuring: mean {statistics.mean(loads or [load]):.2f}, "

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
+from mailprobe.agent.budgets import DEFAULT
 from mailprobe.agent.checks import Check
 from mailprobe.agent.probe import Status
 from mailprobe.agent.report import Report, build_report
@@ -23,7 +24,7 @@ from mailprobe.agent.report_charts import (
     timeline_figure,
 )
 from mailprobe.agent.report_html import SECTIONS, render_html
-from mailprobe.agent.report_precision import MEASURED_P99_MS
+from mailprobe.agent.report_precision import BENCH_FILES, MEASURED_P99_MS
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.windows import RecurringWindow
 from tests.unit.test_report import BERLIN, _probe, fill, ts
@@ -238,3 +239,18 @@ def test_the_page_states_the_precision_of_its_figures(tmp_path: Path) -> None:
     assert "junk folder is found at the folder's next check" in section
     assert "flagged as found late" in section
     assert "Coverage: the agent observed 100.0000 % of the evaluated period" in section
+
+
+def test_the_stated_p99_is_the_committed_benchmark_result() -> None:
+    """MEASURED_P99_MS says what bench/results/ says at the default budget, so the report never
+    claims a stale figure."""
+    root = Path(__file__).resolve().parents[2]
+    [name] = BENCH_FILES
+    text = (root / name).read_text()
+    lane = text.split(f"## self_hosted: {DEFAULT.per_probe} per probe")[1].split("\n## ")[0]
+    found: dict[str, int] = {}
+    for row in lane.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) > 5 and cells[0].endswith(" s"):
+            found[cells[0]] = int(cells[4])
+    assert dict(MEASURED_P99_MS) == found
