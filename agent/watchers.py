@@ -97,8 +97,8 @@ class Watchers:
             reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
             foreign_probe_max_age=config.agent.foreign_probe_max_age,
         )
-        # The callbacks are this watch's, not the account's: after a reload replaced it, what
-        # the old watcher still says goes nowhere.
+        # The state callback is this watch's, not the account's: after a reload replaced it,
+        # the old watcher's state goes nowhere; its arrivals still count until it hands over.
         box: list[Watch] = []
         watcher = MailboxWatcher(
             imap_endpoint(ep, acc.address, self._tokens),
