@@ -17,6 +17,7 @@ from pathlib import Path
 from mailprobe.agent.config import Config
 from mailprobe.agent.config_fleet import MAX_QUORUM
 from mailprobe.agent.fleet import VantageRecord
+from mailprobe.agent.fleet_access import AccessError, prometheus_access
 from mailprobe.agent.fleet_ledgers import FleetLedgerError, ledger_records
 from mailprobe.agent.fleet_prometheus import (
     DEFAULT_TIMEOUT,
@@ -56,6 +57,26 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"timeout of each query (default {DEFAULT_TIMEOUT:g})",
     )  # fmt: skip
     parser.add_argument(
+        "--prometheus-header", action="append", default=[], metavar="'NAME: VALUE'",
+        help="a header for every query, e.g. Mimir's 'X-Scope-OrgID: tenant'; repeatable",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-bearer-file", type=Path, metavar="FILE",
+        help="a file holding the bearer token the query API wants",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-user", metavar="USER",
+        help="basic-auth user (with --prometheus-password-file)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-password-file", type=Path, metavar="FILE",
+        help="a file holding the basic-auth password",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-ca-file", type=Path, metavar="FILE",
+        help="CA certificates to verify an https:// query API with (default: the system's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--quorum", type=int, metavar="K",
         help="vantage points that must see a fault at once (default: fleet.quorum, 2)",
     )  # fmt: skip
@@ -83,8 +104,12 @@ def build_fleet(args: argparse.Namespace, config: Config) -> Report | int:
     source: PrometheusSource | None = None
     try:
         if args.prometheus is not None:
+            access = prometheus_access(
+                args.prometheus_header, args.prometheus_bearer_file, args.prometheus_user,
+                args.prometheus_password_file, args.prometheus_ca_file,
+            )  # fmt: skip
             source = PrometheusSource(args.prometheus, match=args.prometheus_match,
-                                      timeout=args.prometheus_timeout)  # fmt: skip
+                                      timeout=args.prometheus_timeout, access=access)  # fmt: skip
             month = args.month or _chosen(args, config, now, source)
             records: list[VantageRecord] = source.records(config.sla, month, now=now)
             precision, kind = source.precision(), "prometheus"
@@ -100,7 +125,7 @@ def build_fleet(args: argparse.Namespace, config: Config) -> Report | int:
             records, config.sla, month, quorum, source=kind, precision=precision,
             windows=config.maintenance, routes=routes, route=args.route, now=now,
         )  # fmt: skip
-    except (FleetLedgerError, PrometheusError) as exc:
+    except (FleetLedgerError, PrometheusError, AccessError) as exc:
         return _fail(str(exc))
     except ValueError as exc:
         return _fail(str(exc))

@@ -26,6 +26,7 @@ import httpx
 from mailprobe.agent.checks import ALL_ROUTES, BASE_CHECKS, Check
 from mailprobe.agent.clauses import DelayStats
 from mailprobe.agent.fleet import ScopeStats, VantageRecord
+from mailprobe.agent.fleet_access import PrometheusAccess
 from mailprobe.agent.fleet_counters import spans_from_counter
 from mailprobe.agent.sla import SlaConfig
 from mailprobe.agent.vantage import Vantage
@@ -64,10 +65,15 @@ class PrometheusSource:
         match: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        access: PrometheusAccess | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._match = match.strip().strip(",")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        access = access or PrometheusAccess()
+        self._client = httpx.Client(
+            base_url=self.url, timeout=timeout, transport=transport, headers=access.headers,
+            auth=access.basic, verify=access.tls_context(),
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close the connections."""
@@ -80,6 +86,12 @@ class PrometheusSource:
             response = self._client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise PrometheusError(f"--prometheus {self.url}: cannot query it: {exc}") from None
+        if response.status_code in (401, 403):
+            raise PrometheusError(
+                f"--prometheus {self.url}: access refused (HTTP {response.status_code}): give "
+                "--prometheus-user with --prometheus-password-file, --prometheus-bearer-file or "
+                "the header the store wants (--prometheus-header)"
+            )
         try:
             body = response.json()
         except ValueError:

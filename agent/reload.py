@@ -16,8 +16,8 @@ Applied live (``plan`` tells which):
   more); counters, totals and histograms carry on; a removed route's open outage ends at the
   reload (it is no longer observed).
 - accounts added or removed, and changed ones (servers, passwords): submissions use the new
-  settings; the watcher of a changed receiving account is replaced (probes it awaited are then
-  found at reconnect, flagged found late).
+  settings; the watcher of a changed receiving account is replaced, the old session watching on
+  until the new one is up, so probes awaited there are seen arriving, not found late.
 - ``fleet.quorum``, ``agent.extra_headers`` and ``agent.shutdown_grace``.
 
 Everything else (``agent.listen``, ``agent.state_dir``, the secret, the vantage, the web config,
@@ -46,6 +46,7 @@ from mailprobe.agent.startup import config_lines
 
 if TYPE_CHECKING:
     from mailprobe.agent.runtime import Agent
+    from mailprobe.agent.watchers import Watch
 
 log = logging.getLogger(__name__)
 
@@ -220,13 +221,18 @@ class Reloader:
         agent.submitter.reconfigure(new)
         agent.config = new
         started, stopped = agent.watchers.reconfigure(new, steps.accounts)
+        successors = {watch.account: watch for watch in started}
         for watch in stopped:
-            task = sup.stop(f"watcher:{watch.account}")
-            if task is not None:  # cancelled: wait for it to end before logging out
-                await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watch.watcher.close(), _CLOSE_TIMEOUT)
-            log.info("stopped watching account=%s", watch.account)
+            name = f"watcher:{watch.account}"
+            successor = successors.get(watch.account)
+            if successor is None:
+                await _stop(sup.stop(name), watch)
+                continue
+            # A changed account: the old session watches on until the new one is up, so the
+            # probes awaited there are seen arriving, not found late at the new login.
+            old = sup.detach(name)
+            sup.start(f"handover:{watch.account}",
+                      functools.partial(_hand_over, old, watch, successor, new))  # fmt: skip
         for watch in started:
             sup.start(f"watcher:{watch.account}", watch.watcher.run)
         fresh = {*steps.added, *steps.moved, *steps.changed}
@@ -238,3 +244,27 @@ class Reloader:
             agent.scheduler.add(route, index / count if phase is None else phase)
             sup.start(f"route:{route.name}", functools.partial(agent.scheduler.run, route,
                                                                 resume=True))  # fmt: skip
+
+
+async def _stop(task: asyncio.Task[None] | None, watch: Watch) -> None:
+    """End a watcher's task (cancelled: wait for it to end) and log out of its session."""
+    if task is not None:
+        task.cancel()
+        await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(watch.watcher.close(), _CLOSE_TIMEOUT)
+    log.info("stopped watching account=%s", watch.account)
+
+
+async def _hand_over(
+    old: asyncio.Task[None] | None, watch: Watch, successor: Watch, config: Config
+) -> None:
+    """Stop the replaced watcher once its successor has a session, or after the account's IMAP
+    timeout and a reconnect if the new settings do not work (the new watcher then says so)."""
+    imap = config.accounts[successor.account].imap
+    timeout = (imap.timeout if imap is not None else 30.0) + _CLOSE_TIMEOUT
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not successor.watcher.up and loop.time() < deadline:  # noqa: ASYNC110 - no event for it
+        await asyncio.sleep(0.05)
+    await _stop(old, watch)

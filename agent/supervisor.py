@@ -54,6 +54,11 @@ class Supervisor:
             task.cancel()
         return task
 
+    def detach(self, name: str) -> asyncio.Task[None] | None:
+        """Let task ``name`` run on unnamed (a watcher handing over to its replacement): the name
+        is free for another; the task is still cancelled at shutdown."""
+        return self.tasks.pop(name, None)
+
     def cancel(self) -> None:
         """Cancel every supervised task."""
         for task in list(self._running):

@@ -110,8 +110,8 @@ class Watchers:
             watch_junk=ep.watch_junk,
             junk_folder=ep.junk_folder,
         )
-        # The callbacks are this watch's, not the account's: after a reload replaced it, what
-        # the old watcher still says goes nowhere.
+        # The state callback is this watch's, not the account's: after a reload replaced it,
+        # the old watcher's state goes nowhere; its arrivals still count until it hands over.
         box: list[Watch] = []
         watcher = MailboxWatcher(
             imap_endpoint(ep, acc.address, self._tokens),

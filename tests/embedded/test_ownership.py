@@ -155,14 +155,17 @@ async def test_two_agents_remove_a_stale_probe_once_between_them(
     async with watching(ep, policy=policy, agent_id="agent-b") as (wb, _, _):
         await wait_until(lambda: wb.up, 5, "B up")
         await shared_box.deliver(BOX, probe("a-fresh", agent="agent-a", sent_at=time.time())[1])
-        await wait_until(lambda: wb.foreign_seen == 1, 5, "B sees A's probe")
+        wb.wake()  # look now rather than when IDLE tells (slow on a loaded machine)
+        await wait_until(lambda: wb.foreign_seen == 1, 10, "B sees A's probe")
         async with watching(ep, policy=policy, agent_id="agent-a") as (wa, ra, _):
             await wait_until(lambda: len(ra.arrivals) == 1, 5, "A takes its own probe")
             _, raw = probe(agent="gone", sent_at=time.time() - 18.5)
             await shared_box.deliver(BOX, raw)
-            await wait_until(lambda: wa.foreign_seen == 1 and wb.foreign_seen == 2, 5, "seen")
+            wa.wake()
+            wb.wake()
+            await wait_until(lambda: wa.foreign_seen == 1 and wb.foreign_seen == 2, 10, "seen")
             assert await mailbox_uids(shared_box) != []
-            await wait_until(lambda: wa.foreign_removed == 1, 5, "A removes it at max age")
+            await wait_until(lambda: wa.foreign_removed == 1, 10, "A removes it at max age")
             await asyncio.sleep(6.5)  # past B's deferral (5 s at this max age) and a scan
             wb.wake()
             await asyncio.sleep(0.5)

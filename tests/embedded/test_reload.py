@@ -5,6 +5,7 @@ is refused, POST /-/reload; against the embedded SMTP + IMAP service."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from mailprobe.agent.reload import Reloader
 from mailprobe.agent.runtime import Agent
 from tests.helpers.agents import sample, scrape
 from tests.helpers.configs import USERS, account
+from tests.helpers.proxy import CuttableProxy
 from tests.helpers.waits import wait_until
 
 OK = "mailprobe_config_last_reload_successful"
@@ -162,6 +164,38 @@ async def test_probes_in_flight_of_kept_routes_survive_the_reload(
     with Ledger.open_readonly(agent.config.agent.state_dir / LEDGER_FILE) as ledger:
         statuses = {pid: ledger.probe(pid).status for pid in held}  # type: ignore[union-attr]
     assert set(statuses.values()) == {Status.OK}, statuses
+
+
+async def test_a_changed_mailbox_account_hands_over_without_finding_probes_late(
+    running: Running, mail: EmbeddedMailService
+) -> None:
+    """alice's IMAP server moves (to a proxy slow to answer) while probes into her mailbox are
+    held: they land before the new session is up, and the old session, watching on until then,
+    sees them arrive (measured, not found late); it stops once the new one has taken over."""
+    agent = running.agent
+    await wait_until(lambda: running.received("a2b") >= 1, 20, "a2b probes")
+    assert agent.supervisor is not None
+    old_task = agent.supervisor.tasks["watcher:alice"]
+    async with CuttableProxy(mail.host, mail.imap_port, accept_delay=2.0) as slow:
+        mail.delay, mail.delay_fraction = 1.0, 1.0
+        await wait_until(lambda: agent.books.inflight.count("a2b") >= 1, 10, "an a2b probe held")
+        held = [p.probe_id for p in agent.books.inflight]
+        data = copy.deepcopy(running.data)
+        data["accounts"]["alice"]["imap"]["port"] = slow.port
+        running.write(data)
+        ok, text = await running.reloader.reload()
+        assert ok, text
+        assert "accounts changed: alice" in text
+        assert not old_task.done()  # it watches on through the reload
+        await wait_until(lambda: all(p not in agent.books.inflight for p in held), 15, "arrivals")
+        mail.delay = 0.0
+        with Ledger.open_readonly(agent.config.agent.state_dir / LEDGER_FILE) as ledger:
+            stored = [ledger.probe(pid) for pid in held]
+        assert all(p is not None and p.status is Status.OK for p in stored), stored
+        assert not any(p.found_late for p in stored if p is not None), stored
+        await wait_until(old_task.done, 15, "the old watcher to stop once the new one is up")
+        assert agent.watchers.up("alice")
+        await wait_until(agent.supervisor.tasks["handover:alice"].done, 10, "the handover")
 
 
 async def test_a_bad_config_keeps_the_running_one_and_logs_every_problem(

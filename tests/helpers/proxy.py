@@ -10,10 +10,12 @@ from typing import Self
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:`port` to `target`; `cut` refuses and drops, `restore` serves again."""
+    """Forwards 127.0.0.1:`port` to `target`; `cut` refuses and drops, `restore` serves again.
+    `accept_delay` holds each new connection that long before forwarding it (a slow server)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, accept_delay: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self.accept_delay = accept_delay
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -49,6 +51,8 @@ class CuttableProxy:
                 await asyncio.wait_for(server.wait_closed(), 2.0)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.accept_delay:
+            await asyncio.sleep(self.accept_delay)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:

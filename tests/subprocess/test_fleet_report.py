@@ -5,12 +5,15 @@ minutes within a scrape interval per outage edge, the same local faults."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,32 +118,47 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus whose TSDB holds the fleet's day, as the agents would have exported it."""
-    tmp = tmp_path_factory.mktemp("fleet-prometheus")
+def tsdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TSDB holding the fleet's day, as the agents would have exported it."""
+    tmp = tmp_path_factory.mktemp("fleet-tsdb")
     source = tmp / "day.om"
     source.write_text(fm.openmetrics(fm.plans(MONTH), MONTH))
     done = subprocess.run([tool("promtool"), "tsdb", "create-blocks-from", "openmetrics",
                            str(source), str(tmp / "data")], capture_output=True, text=True,
                           check=False, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    return tmp / "data"
+
+
+@contextlib.contextmanager
+def serving(
+    tmp: Path, data: Path, web_config: dict[str, Any] | None = None, ca: Path | None = None
+) -> Iterator[str]:
+    """A real Prometheus on a copy of ``data``; its URL once ready (https with a web config)."""
+    shutil.copytree(data, tmp / "data")
     (tmp / "prometheus.yml").write_text("global: {scrape_interval: 15s}\n")
     port = free_port()
+    args = [tool("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}", "--storage.tsdb.retention.time=400d",
+            f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    scheme, context = "http", None
+    if web_config is not None:
+        (tmp / "web.yml").write_text(yaml.safe_dump(web_config))
+        args.append(f"--web.config.file={tmp / 'web.yml'}")
+        scheme, context = "https", ssl.create_default_context(cafile=str(ca))
     log = (tmp / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [tool("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp / 'data'}", "--storage.tsdb.retention.time=400d",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(args, stdout=log, stderr=log)
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:  # noqa: S310
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2, context=context) as resp:  # noqa: S310
                     if resp.status == 200:
                         break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # up, and asking who we are
+                    break
             except OSError:
                 pass
             assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()[-2000:]
@@ -150,6 +168,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, tsdb: Path) -> Iterator[str]:
+    """A real Prometheus whose TSDB holds the fleet's day."""
+    with serving(tmp_path_factory.mktemp("fleet-prometheus"), tsdb) as url:
+        yield url
 
 
 def test_ledgers_and_prometheus_give_the_same_month(
@@ -204,10 +229,11 @@ def readme_command(words: list[str], swap: dict[str, str]) -> list[str]:
 
 
 def test_the_readme_fleet_commands_run_as_shown(
-    day: tuple[Path, list[Path]], prometheus: str, tmp_path: Path
+    day: tuple[Path, list[Path]], prometheus: str, guarded: tuple[str, Path], tmp_path: Path
 ) -> None:
-    """"Running several agents": the ledger copy, both reports and `run --vantage`, word for
-    word but for the example paths, month and URL."""
+    """"Running several agents": the ledger copy, the reports (from ledgers, an open and a
+    guarded Prometheus) and `run --vantage`, word for word but for the example paths, month and
+    URLs."""
     from mailprobe.agent.cli import build_parser
 
     config, ledgers = day
@@ -223,9 +249,13 @@ def test_the_readme_fleet_commands_run_as_shown(
         assert done.returncode == 0, done.stderr
         assert (tmp_path / f"{copied}.sqlite3").is_file()
     swap = {"/etc/mailprobe/mailprobe.yaml": str(config), "2026-10": MONTH,
-            "http://127.0.0.1:9090": prometheus, 'job="mailprobe"': f'job="{fm.JOB}"'}  # fmt: skip
+            "http://127.0.0.1:9090": prometheus, 'job="mailprobe"': f'job="{fm.JOB}"',
+            "https://mimir.example.net/prometheus": guarded[0],
+            "/etc/ssl/corp-ca.pem": str(guarded[1] / "ca.pem"),
+            "/etc/mailprobe/mimir.pw": str(guarded[1] / "password")}  # fmt: skip
     reports = [c for c in shown if c[:2] == ["mailprobe", "report"]]
     assert {"--ledger" in c for c in reports} == {True, False}
+    assert any("--prometheus-password-file" in c for c in reports)
     for words in reports:
         done = subprocess.run(readme_command(words, swap), cwd=tmp_path, capture_output=True,
                               text=True, check=False, timeout=120)  # fmt: skip
@@ -245,3 +275,75 @@ def test_without_a_month_both_ways_report_the_previous_one(
         assert proc.returncode == 0, proc.stderr
         assert f"mailprobe: reporting {MONTH} (the previous month)" in proc.stderr
         assert json.loads(proc.stdout)["month"] == MONTH
+
+
+# ----------------------------------------------------------------- a guarded query API
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, tsdb: Path) -> Iterator[tuple[str, Path]]:
+    """The same Prometheus behind its own web config: TLS from a throwaway CA, one bcrypt user.
+    Its URL and the directory with ca.pem and the password file."""
+    import bcrypt
+    import trustme
+
+    tmp = tmp_path_factory.mktemp("fleet-guarded")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp / "prom.crt"))
+    cert.private_key_pem.write_to_path(str(tmp / "prom.key"))
+    (tmp / "password").write_text("s3cret \"pass\"\n")
+    hashed = bcrypt.hashpw(b's3cret "pass"', bcrypt.gensalt(10)).decode()
+    web = {"tls_server_config": {"cert_file": str(tmp / "prom.crt"),
+                                 "key_file": str(tmp / "prom.key")},
+           "basic_auth_users": {"auditor": hashed}}  # fmt: skip
+    with serving(tmp, tsdb, web, tmp / "ca.pem") as url:
+        yield url, tmp
+
+
+def test_a_guarded_query_api_is_read_with_the_credentials_given_in_files(
+    day: tuple[Path, list[Path]], prometheus: str, guarded: tuple[str, Path]
+) -> None:
+    """TLS with a private CA and basic auth: the same month as the open Prometheus; a header
+    such as Mimir's tenant goes along; the password appears nowhere in the output."""
+    config, _ = day
+    url, files = guarded
+    opened = report_json("--config", config, "--prometheus", prometheus,
+                         "--prometheus-match", f'job="{fm.JOB}"')  # fmt: skip
+    proc = mailprobe("report", "--config", config, "--month", MONTH, "--format", "json",
+                     "--prometheus", url, "--prometheus-match", f'job="{fm.JOB}"',
+                     "--prometheus-ca-file", files / "ca.pem", "--prometheus-user", "auditor",
+                     "--prometheus-password-file", files / "password",
+                     "--prometheus-header", "X-Scope-OrgID: customer-1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "s3cret" not in proc.stdout + proc.stderr
+    guarded_report = json.loads(proc.stdout)
+    assert guarded_report["verdict"] == opened["verdict"]
+    assert guarded_report["scopes"] == opened["scopes"]
+    assert guarded_report["outages"] == opened["outages"]
+
+
+def test_a_guarded_query_api_refuses_in_one_line(
+    day: tuple[Path, list[Path]], guarded: tuple[str, Path], tmp_path: Path
+) -> None:
+    """No credentials, a wrong password, an untrusted certificate, and unusable options: exit 2,
+    one line that says which."""
+    config, _ = day
+    url, files = guarded
+    base = ["report", "--config", config, "--month", MONTH, "--prometheus", url]
+    trusted = ["--prometheus-ca-file", files / "ca.pem"]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not it\n")
+    one_line(mailprobe(*base, *trusted), "access refused (HTTP 401)")
+    one_line(mailprobe(*base, *trusted, "--prometheus-user", "auditor",
+                       "--prometheus-password-file", wrong), "access refused (HTTP 401)")  # fmt: skip
+    one_line(mailprobe(*base, "--prometheus-user", "auditor", "--prometheus-password-file",
+                       files / "password"), "CERTIFICATE_VERIFY_FAILED")  # fmt: skip
+    one_line(mailprobe(*base, "--prometheus-user", "auditor"),
+             "--prometheus-user and --prometheus-password-file go together")
+    one_line(mailprobe(*base, "--prometheus-header", "Authorization: Bearer x"),
+             "use --prometheus-bearer-file or --prometheus-user")
+    one_line(mailprobe(*base, "--prometheus-header", "no colon"), "give it as 'Name: value'")
+    one_line(mailprobe(*base, "--prometheus-bearer-file", tmp_path / "absent"),
+             "--prometheus-bearer-file")
