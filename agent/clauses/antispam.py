@@ -21,7 +21,7 @@ class JunkedProbes:
     group = "anti_spam"
     title = "Anti-spam: probes filed as spam"
     unit = Unit.PROBES
-    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE, Scope.KIND})
+    scopes = frozenset({Scope.ACCOUNT, Scope.ROUTE})
 
     def limit(self, sla: SlaConfig, month_seconds: float) -> float:
         """Probes a month at most."""
