@@ -94,12 +94,30 @@ class Scheduler:
 
     def next_due(self, route: Route, after: float) -> float:
         """The next grid point of ``route`` after ``after``, with its jitter."""
+        return self.next_slot(route, after)[1]
+
+    def next_slot(self, route: Route, after: float, of: float | None = None) -> tuple[float, float]:
+        """The next grid point of ``route`` after ``after`` and its jittered due time.
+
+        ``of`` is the grid point (without jitter) of the probe just made, when it was a regular
+        one: the next is the one after it, whichever way the jitter moved that probe (counting
+        from the time would put a probe moved early back into its own slot, a second probe a
+        moment after the first). A retry or a probe woken early has none: the next grid point
+        after ``after``.
+        """
         assert self._anchor is not None  # noqa: S101 - set when the loops start
         start = self.first_due(route, self._anchor)
-        k = math.floor((after - start) / route.interval) + 1
+        if of is not None:
+            k = round((of - start) / route.interval) + 1
+        else:
+            k = math.floor((after - start) / route.interval) + 1
         spread = min(route.jitter_seconds, 0.45 * route.interval)
-        due = start + k * route.interval + self._rng.uniform(-spread, spread)
-        return due if due > after else due + route.interval
+        grid = start + k * route.interval
+        due = grid + self._rng.uniform(-spread, spread)
+        while due <= after:  # late (a busy loop): the slot after
+            grid += route.interval
+            due += route.interval
+        return grid, due
 
     async def run(self, route: Route, *, resume: bool = False) -> None:
         """Probe ``route`` until the agent stops or the route retires; ``resume``: from the next
@@ -108,14 +126,17 @@ class Scheduler:
             self._anchor = self._clock.time()
         slot = self._slots[route.name]
         quick = min(route.interval, self._retry)
-        due = (
-            self.next_due(route, self._clock.time())
-            if resume
-            else self.first_due(route, self._anchor)
-        )
+        if resume:
+            grid: float | None
+            grid, due = self.next_slot(route, self._clock.time())
+        else:
+            grid = due = self.first_due(route, self._anchor)
         while not self._stopping.is_set() and not slot.retired:
             if await self._pause(due - self._clock.time(), slot):
-                due = self._woken(slot, due, quick)
+                woken = self._woken(slot, due, quick)
+                if woken != due:
+                    grid = None  # off the grid now: the next regular probe follows the clock
+                due = woken
                 continue
             if self._stopping.is_set() or slot.retired:
                 return
@@ -124,9 +145,9 @@ class Scheduler:
             slot.now = False
             submitted = await self._probe(route)
             if not submitted or self._unsettled(route.name):
-                due = started + quick
+                grid, due = None, started + quick
             else:
-                due = self.next_due(route, started)
+                grid, due = self.next_slot(route, started, grid)
 
     def _woken(self, slot: _Slot, due: float, quick: float) -> float:
         now = self._clock.time()
