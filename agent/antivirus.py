@@ -10,8 +10,9 @@ its job, not failing to accept mail): its record goes to the ledger's anti-virus
 - Seen in the mailbox: the watcher fetches the whole message before removing it, and the
   attachment decides: ``intact`` (the test virus got through: a breach), ``stripped`` or
   ``replaced``.
-- Not seen within ``deadline``: ``not_seen``. A junk or quarantine folder the agent watches would
-  make it ``quarantined`` (``junked``).
+- Found in the account's junk folder (the watcher checks it while a test is pending, as for any
+  awaited probe): ``quarantined``.
+- Not seen within ``deadline``: ``not_seen``.
 - Any other failure to submit (connect, TLS, login, the recipient refused): ``failed``, which says
   nothing of the scanning.
 

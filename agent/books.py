@@ -213,7 +213,8 @@ class Books:
             ):  # fmt: skip
                 return None
             new = old.arrive(seen.arrived_at, internaldate=seen.internaldate,
-                             received=seen.received, found_late=seen.found_late)  # fmt: skip
+                             received=seen.received, found_late=seen.found_late,
+                             error=seen.error, junked=seen.junked)  # fmt: skip
         if new is None:
             return None
         return self._commit(old, self._enrich(new), self._clock())

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailprobe.agent.budgets import DEFAULT as DEFAULT_BUDGET
 from mailprobe.agent.config_auth import Auth
 from mailprobe.agent.config_base import ConfigError, PositiveDuration
 from mailprobe.agent.config_checks import (
@@ -40,6 +41,7 @@ from mailprobe.agent.config_checks import (
 )
 from mailprobe.agent.config_fleet import FleetSettings, VantageSettings
 from mailprobe.agent.config_types import (
+    Commands,
     ConfigPath,
     Count,
     EnvName,
@@ -167,15 +169,25 @@ class SmtpEndpointConfig(Endpoint):
 
 
 class ImapEndpointConfig(Endpoint):
-    """IMAP adds the mailbox to watch and how to clean up after measuring."""
+    """IMAP adds the mailbox to watch, how to clean up after measuring, and the command budget."""
 
     mailbox: Annotated[Text, Field(min_length=1)] = "INBOX"
     idle: Flag = True
     poll_interval: StepDuration = 30.0
     # Move verified probes here instead of deleting them.
     move_to: Annotated[Text, Field(min_length=1)] | None = None
-    # The junk folder, where the server does not mark it \Junk (SPECIAL-USE); presets fill it.
+    # IMAP commands the watcher may spend on one awaited probe, and in any minute.
+    max_commands_per_probe: Commands = DEFAULT_BUDGET.per_probe
+    max_commands_per_minute: Commands = DEFAULT_BUDGET.per_minute
+    # Probes filed as spam land here; default: the folder LIST marks \Junk. Presets fill it.
     junk_folder: Annotated[Text, Field(min_length=1)] | None = None
+    watch_junk: Flag = True
+
+    @model_validator(mode="after")
+    def _junk_apart(self) -> Self:
+        if self.junk_folder is not None and self.junk_folder in (self.mailbox, self.move_to):
+            raise ValueError("junk_folder: must be another folder than mailbox and move_to")
+        return self
 
 
 class Account(_Model):

@@ -162,5 +162,8 @@ Flag = StrictBool
 Count = StrictInt
 """A whole number; `true` is not 1, `2.0` is not 2."""
 
+Commands = Annotated[StrictInt, Field(ge=10, le=100_000)]
+"""IMAP commands of a watcher's budget: fewer than 10 leave a probe's watch with almost no look."""
+
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A finite number (whole or not); `true` is not 1.0, `.inf` and `.nan` are refused."""

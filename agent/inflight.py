@@ -89,6 +89,8 @@ class InFlight:
             internaldate=seen.internaldate,
             received=seen.received,
             found_late=seen.found_late,
+            error=seen.error,
+            junked=seen.junked,
         )
 
     def sweep(self, now: float) -> list[tuple[Probe, Probe]]:

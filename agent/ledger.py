@@ -130,7 +130,7 @@ class Ledger(ServiceRecords):
         """Probe counts per (route, kind) of probes sent before ``before``: what the counters say.
 
         Kinds: ``sent`` (every attempt), ``received``, ``overdue``, ``late``, ``lost``,
-        ``over_max``, and ``failed:PHASE:REASON`` per failure. With ``compacted``, the counts
+        ``over_max``, ``junked``, and ``failed:PHASE:REASON`` per failure. With ``compacted``, the counts
         folded into the baseline are included.
         """
         until = (before if math.isfinite(before) else 1e300,)
@@ -138,7 +138,8 @@ class Ledger(ServiceRecords):
         for row in self._query(
             "SELECT route, COUNT(*) AS sent, COUNT(arrived_at) AS received, "
             "COUNT(overdue_at) AS overdue, COUNT(lost_at) AS lost, COUNT(over_max_at) AS over_max, "
-            "SUM(status = 'late') AS late FROM probes WHERE sent_at < ? GROUP BY route",
+            "SUM(status = 'late') AS late, SUM(junked) AS junked "
+            "FROM probes WHERE sent_at < ? GROUP BY route",
             until,
         ):
             for kind in COUNT_KINDS:

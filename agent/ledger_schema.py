@@ -1,8 +1,10 @@
 """The ledger's SQLite schema, its upgrades, and probe records to rows and back.
 
 One column per field of ``mailprobe.agent.probe.Probe``, by name; ``phases`` and ``received`` are
-JSON, ``found_late`` an integer. Schema 1 (mailprobe 0.1) is upgraded in place on open; schema 3
-adds the ``webmail`` samples and the ``antivirus`` tests (new tables, nothing else changes).
+JSON, ``found_late`` an integer, ``junked`` an integer or NULL (not watched). Older schemas are
+upgraded in place on open, one step after another: 1 (mailprobe 0.1) to 2; 2 to 3 adds the
+``webmail`` samples and the ``antivirus`` tests (new tables, nothing else changes); 3 to 4 adds
+each probe's arrival error bound and its junk-folder answer.
 
 The ``meta`` table holds the schema version and facts about the ledger as a whole, one row a key:
 ``vantage`` (JSON: name, site, region) names the vantage point its agent last ran as, written at
@@ -24,10 +26,11 @@ from typing import Any, Self
 from mailprobe.agent.probe import Probe
 from mailprobe.agent.windows import Span, normalize
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PROBE_FIELDS = tuple(f.name for f in fields(Probe))
 _JSON_FIELDS = frozenset({"phases", "received"})
 _BOOL_FIELDS = frozenset({"found_late"})
+_MAYBE_FIELDS = frozenset({"junked"})  # booleans that may be unknown (NULL)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +55,8 @@ CREATE TABLE IF NOT EXISTS probes (
     overdue_at REAL,
     lost_at REAL,
     over_max_at REAL,
+    arrival_error_seconds REAL,
+    junked INTEGER,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS probes_sent_at ON probes (sent_at);
@@ -132,7 +137,16 @@ _MIGRATE_1_TO_2 = (
     "UPDATE probes SET lost_at = updated_at WHERE status = 'lost'",
 )
 
-COUNT_KINDS = ("sent", "received", "overdue", "late", "lost", "over_max")
+# Schema 2 -> 3 only adds tables, which the schema script creates.
+_MIGRATE_2_TO_3: tuple[str, ...] = ()
+# Schemas before 4 kept no error bound with an arrival and did not watch the junk folder: both
+# stay unknown (NULL) for their probes.
+_MIGRATE_3_TO_4 = (
+    "ALTER TABLE probes ADD COLUMN arrival_error_seconds REAL",
+    "ALTER TABLE probes ADD COLUMN junked INTEGER",
+)
+
+COUNT_KINDS = ("sent", "received", "overdue", "late", "lost", "over_max", "junked")
 """Per-route probe counts kept by ``counts`` (besides the failures by phase and reason)."""
 
 Marker = Callable[[Probe], float | None]
@@ -147,7 +161,7 @@ def probe_row(probe: Probe) -> dict[str, Any]:
             value = json.dumps(dict(value), sort_keys=True)
         elif name == "received":
             value = json.dumps(list(value))
-        elif name in _BOOL_FIELDS:
+        elif name in _BOOL_FIELDS or (name in _MAYBE_FIELDS and value is not None):
             value = int(value)
         elif value is not None and name in ("status", "phase", "reason"):
             value = str(value)
@@ -161,7 +175,7 @@ def row_probe(row: sqlite3.Row) -> Probe:
         value = row[name]
         if name in _JSON_FIELDS:
             value = json.loads(value)
-        elif name in _BOOL_FIELDS:
+        elif name in _BOOL_FIELDS or (name in _MAYBE_FIELDS and value is not None):
             value = bool(value)
         values[name] = value
     return Probe(**values)
@@ -250,10 +264,10 @@ class Store:
             raise sqlite3.DatabaseError(
                 f"ledger schema {version} is newer than this mailprobe ({SCHEMA_VERSION})"
             )
-        # Schema 2 -> 3 only adds tables, which the schema script below creates.
-        if version == 1:
+        steps = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
+        for step in range(version, SCHEMA_VERSION) if version else ():
             with self._tx() as cur:
-                for statement in _MIGRATE_1_TO_2:
+                for statement in steps[step]:
                     cur.execute(statement)
         self._conn.executescript(_SCHEMA)
         with self._tx() as cur:

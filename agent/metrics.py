@@ -29,6 +29,8 @@ DELAY_BUCKETS = (
     0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400,
 )  # fmt: skip
 PHASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# From the watcher's finest bound (22 ms) to minutes (a probe that arrived past its looks).
+ERROR_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 SMTP_PHASES = tuple(p for p in Phase if p.submission)
 PROTOCOLS = ("smtp", "imap")
 
@@ -88,6 +90,12 @@ class Metrics:
             ["account", "action"],
             registry=r,
         )
+        self.imap_commands = Counter(
+            "mailprobe_imap_commands",
+            "IMAP commands the mailbox watcher sent (its budget: imap.max_commands_per_*).",
+            ["account"],
+            registry=r,
+        )
         self.task_restarts = Counter(
             "mailprobe_task_restarts",
             "Long-lived tasks of the agent that raised and were restarted.",
@@ -97,6 +105,14 @@ class Metrics:
         self.delay = self._delay("delivery", "End-to-end delay from probe send time to seen in the mailbox.", r)  # fmt: skip
         self.send_delay = self._delay("send", "Submission accepted until the message left the sender's service.", r)  # fmt: skip
         self.receive_delay = self._delay("receive", "Received by the recipient's service until seen in the mailbox.", r)  # fmt: skip
+        self.arrival_error = Histogram(
+            "mailprobe_arrival_error_seconds",
+            "How far each arrival stamp can be off: half the bracket between the last look that "
+            "did not see the probe and the one that did.",
+            ["route"],
+            buckets=ERROR_BUCKETS,
+            registry=r,
+        )
         self.skew = Gauge(
             "mailprobe_clock_skew_seconds",
             "Largest backwards step between Received hops of the last probe.",
@@ -141,8 +157,11 @@ class Metrics:
         self._books = BooksCollector(books, self.routes, sla)
         r.register(self._books)
 
+    def _histograms(self) -> tuple[Histogram, ...]:
+        return (self.delay, self.send_delay, self.receive_delay, self.arrival_error)
+
     def _precreate(self, route: str) -> None:
-        for histogram in (self.delay, self.send_delay, self.receive_delay):
+        for histogram in self._histograms():
             histogram.labels(route)
         self.skew.labels(route).set(0)
         for phase in SMTP_PHASES:
@@ -153,6 +172,7 @@ class Metrics:
     def _precreate_account(self, account: str, proto: str) -> None:
         self.cert_expiry.labels(account, proto)
         if proto == "imap":
+            self.imap_commands.labels(account)
             for action in ("seen", "removed"):
                 self.foreign.labels(account, action)
 
@@ -161,7 +181,7 @@ class Metrics:
         go (its books' seconds stay, as after a restart); nothing else is reset."""
         new = tuple(routes)
         for route in set(self.routes) - set(new):
-            for histogram in (self.delay, self.send_delay, self.receive_delay):
+            for histogram in self._histograms():
                 histogram.remove(route)
             self.skew.remove(route)
             for phase in SMTP_PHASES:
@@ -191,6 +211,8 @@ class Metrics:
             return
         route = probe.route
         self.last_success.labels(route).set(now)
+        if probe.arrival_error_seconds is not None:
+            self.arrival_error.labels(route).observe(probe.arrival_error_seconds)
         if probe.measured_delay is not None:
             self.delay.labels(route).observe(probe.measured_delay)
             if probe.receive_delay_seconds is not None:
@@ -221,6 +243,7 @@ _COUNT_DOCS = {
     "overdue": "Probes still undelivered when overdue_after passed.",
     "late": "Probes that arrived after they had become overdue.",
     "lost": "Probes given up as lost after lost_after.",
+    "junked": "Probes delivered into the junk folder instead of the inbox (anti-spam).",
 }
 
 

@@ -156,6 +156,7 @@ def fill_account(data: dict[str, Any]) -> dict[str, Any]:
         base: dict[str, Any] = {**server, "username": data.get("address")}
         if proto == "imap":
             base["junk_folder"] = chosen.junk_folder
+            base.update(chosen.watch)  # the command budget of probes.poll, and IDLE
         endpoint = {**base, **given}
         if not any(key in given for key in _SIGN_IN):
             endpoint["auth"] = MissingSignIn(data["provider"])

@@ -69,7 +69,10 @@ class Probe:
 
     ``found_late``: the probe was found in the mailbox at (re)connect, not seen arriving, so
     ``arrived_at`` is only the earliest moment the agent could have seen it (never before its send
-    time) and its delay is an upper bound, not a measurement. ``clock_skew_seconds``: the largest
+    time) and its delay is an upper bound, not a measurement. ``arrival_error_seconds``: how far
+    ``arrived_at`` can be off (half the bracket between the look that did not see the probe and the
+    one that did; None when found late, or recorded before bounds were kept). ``junked``: it was
+    delivered into the junk folder (spam), not the inbox. ``clock_skew_seconds``: the largest
     backwards step between its Received hops (server clocks disagree). ``overdue_at``, ``lost_at`` and
     ``over_max_at`` are the instants it passed those marks (kept when it later arrives).
     """
@@ -94,6 +97,8 @@ class Probe:
     overdue_at: float | None = None
     lost_at: float | None = None
     over_max_at: float | None = None
+    arrival_error_seconds: float | None = None
+    junked: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -148,8 +153,19 @@ class Probe:
         internaldate: float | None = None,
         received: tuple[str, ...] = (),
         found_late: bool = False,
+        error: float | None = None,
+        junked: bool | None = None,
     ) -> Probe:
-        """The record once the probe was seen; ``late`` when it had been overdue or lost."""
+        """The record once the probe was seen; ``late`` when it had been overdue or lost.
+
+        ``error``: ``arrived_at`` is the middle of a bracket that wide each way. A probe is not
+        in the mailbox before the sender's service accepted it, so the bracket is cut there.
+        """
+        if error is not None:
+            floor = self.accepted_at if self.accepted_at is not None else self.sent_at
+            high = arrived_at + error
+            low = min(max(arrived_at - error, floor), high)
+            arrived_at, error = (low + high) / 2.0, (high - low) / 2.0
         arrived_at = max(arrived_at, self.sent_at)
         late = self.status in (Status.OVERDUE, Status.LOST)
         phases = dict(self.phases)
@@ -165,6 +181,8 @@ class Probe:
             internaldate=internaldate,
             received=received,
             found_late=found_late,
+            arrival_error_seconds=None if found_late else error,
+            junked=junked,
         )
 
     def overdue(self, at: float) -> Probe:
@@ -231,8 +249,12 @@ class Probe:
         parts = [f"probe route={self.route} id={self.probe_id[:12]} status={self.status}"]
         if self.delay_seconds is not None:
             parts.append(f"delay={self.delay_seconds:.3f}s")
+        if self.arrival_error_seconds is not None:
+            parts.append(f"error={self.arrival_error_seconds:.3f}s")
         if self.found_late:
             parts.append("found_late=true")
+        if self.junked:
+            parts.append("junked=true")
         if self.reason is not None:
             parts.append(f"phase={self.phase} reason={self.reason}")
         if self.reply_code:
@@ -250,3 +272,5 @@ class Sighting:
     internaldate: float | None = None
     received: tuple[str, ...] = ()
     found_late: bool = False
+    error: float | None = None  # arrived_at is off by at most this
+    junked: bool | None = None  # seen in the junk folder; None: that folder was not watched

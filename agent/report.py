@@ -39,7 +39,7 @@ from mailprobe.agent.fleet import FleetSummary
 from mailprobe.agent.probe import Probe, Status
 from mailprobe.agent.remedies import RemedyOutcome, remedies
 from mailprobe.agent.report_kinds import KIND_SCOPE, kind_parts, kind_routes
-from mailprobe.agent.report_precision import precision_notes
+from mailprobe.agent.report_precision import arrival_errors, precision_notes
 from mailprobe.agent.report_services import WebmailOutage, antivirus_by_scope, webmail_figures
 from mailprobe.agent.report_source import MonthSource
 from mailprobe.agent.sla import SlaConfig
@@ -187,6 +187,10 @@ def accounting_rules(sla: SlaConfig) -> tuple[str, ...]:
         f"{f(sla.delay_average)}). A probe is over the maximum when it arrived more than "
         f"{f(sla.delay_maximum)} after sending or had not arrived by then; it counts once, in the "
         f"month it passed the maximum (more than {sla.over_maximum_allowed} is a breach).",
+        f"A probe the provider filed into the junk folder instead of the inbox fails the "
+        f"anti-spam clause (more than {sla.junked_allowed} such probes a month is a breach); it "
+        "was delivered, so connectivity and delay count it as received. Only probes that arrived "
+        "while the junk folder was watched too are counted.",
         f"A clause is breached when the observed figures already break it whatever the "
         f"unobserved time holds (availability: even with every unobserved second up). It is kept "
         f"only when the month is over, at least {sla.coverage_floor_percent:g} % of it was "
@@ -311,6 +315,8 @@ def build_report(
             receive=receive,
             webmail=web[""] if name == ALL_ROUTES else WebmailStats(),
             antivirus=av.get("" if name == ALL_ROUTES else name, AntivirusStats()),
+            junk_watched=sum(p.arrived and p.junked is not None for p in mine),
+            junked=sum(p.arrived and p.junked is True for p in mine),
         )
         daily = tuple(
             DayFigure(
@@ -345,6 +351,7 @@ def build_report(
             )
         )
 
+    errors = arrival_errors([p for p in probes if route in (None, p.route)])
     outages = _outages(base, web_outages, route, windows, observed, (start, until))
     return Report(
         month=month,
@@ -362,7 +369,7 @@ def build_report(
         delay_average=sla.delay_average,
         delay_maximum=sla.delay_maximum,
         rules=accounting_rules(sla),
-        precision=precision_notes(sla, scopes[0].figures),
+        precision=precision_notes(sla, scopes[0].figures, errors),
         not_measured=_not_measured(scopes[0].figures, by_kind, route),
     )
 

@@ -3,8 +3,8 @@
 Defaults are the seed contract: disconnection < 44 min a month, failure <= 100 min, maintenance
 <= 100 min, availability >= 99.99 %, >= 360 trouble-free days a year, delivery delay average <= 1 min
 and maximum <= 1 h with at most two probes over it, webmail open within 10 s (more than two loads
-over it is a breach); connectivity, delay, operations and webmail breaches owe double service time,
-anti-spam and anti-virus breaches the monthly fee.
+over it is a breach), no legitimate mail filed as spam; connectivity, delay, operations and webmail
+breaches owe double service time, anti-spam and anti-virus breaches the monthly fee.
 
 How each clause is judged is in ``mailprobe.agent.clauses``; what a breach owes, in
 ``mailprobe.agent.remedies``.
@@ -119,6 +119,8 @@ class SlaConfig(BaseModel):
     delay_average: PositiveDuration = 60.0
     delay_maximum: PositiveDuration = 3600.0
     over_maximum_allowed: Count = Field(default=2, ge=0)
+    # Probes filed as spam (into the junk folder) a month before anti-spam is breached.
+    junked_allowed: Count = Field(default=0, ge=0)
     receive_deadline: PositiveDuration = 300.0
     confirm_retry: PositiveDuration = 15.0
     confirm_within: PositiveDuration = 120.0

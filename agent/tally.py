@@ -1,7 +1,8 @@
 """Probe counts per route: what the probe counters export, continued from the ledger.
 
 A count moves when a probe's record gains a fact: every probe is ``sent`` (an attempt) once; it
-becomes ``overdue``, ``lost``, ``received`` (and ``late``) once each; a failed submission counts
+becomes ``overdue``, ``lost``, ``received`` (and ``late``, and ``junked`` when it was delivered
+into the junk folder) once each; a failed submission counts
 under ``failed:PHASE:REASON``. The ledger counts the same facts from its rows
 (``Ledger.counts``), so a restarted agent starts where the last one stopped.
 """
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 
 from mailprobe.agent.probe import Probe, Status
 
-COUNTED = ("sent", "received", "overdue", "late", "lost")
+COUNTED = ("sent", "received", "overdue", "late", "lost", "junked")
 
 
 def failed_kind(phase: str, reason: str) -> str:
@@ -35,6 +36,8 @@ def new_facts(old: Probe | None, new: Probe) -> list[str]:
         kinds.append("received")
         if new.status is Status.LATE:
             kinds.append("late")
+        if new.junked:
+            kinds.append("junked")
     return kinds
 
 

@@ -7,8 +7,13 @@ routes are probed at once, so the first probe sent after the mailbox came back e
 open session that ends and reconnects is counted as a reconnect, not as a failure. Probes of
 other agents sharing the mailbox (same secret, another identity) are left alone, and counted.
 Anti-virus tests (``mailprobe.agent.antivirus``) are fetched whole and go to their runner, never
-to the books.
+to the books; one found in the junk folder is ``quarantined`` there.
 A reload (``reconfigure``) starts and stops watchers as the routes into each mailbox change.
+
+Each watcher gets the account's command budget (``imap.max_commands_per_probe`` and
+``max_commands_per_minute``) and its junk folder; its sparse checks (the junk folder among them)
+end well inside ``sla.receive_deadline``, so a probe filed as spam is found while its receive
+sample is still open: it was delivered.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from mailprobe.agent.probe import Sighting
 from mailprobe.agent.tokens import Tokens
 from mailprobe.probes.errors import ProbeError, Reason
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy, WatchState
+from mailprobe.probes.poll import Budget, Sparse
 
 log = logging.getLogger(__name__)
+SPARSE_UNTIL = 240.0
+"""Seconds after sending of the last sparse check (junk folder), or 80 % of the receive deadline."""
 
 
 @dataclass
@@ -88,14 +96,19 @@ class Watchers:
         acc = config.accounts[name]
         ep = acc.imap
         assert ep is not None  # noqa: S101 - only receiving accounts with IMAP get here
+        budget = Budget(ep.max_commands_per_probe, ep.max_commands_per_minute)
         policy = WatchPolicy(
             idle=ep.idle,
             poll_interval=ep.poll_interval,
+            budget=budget,
+            sparse=Sparse.within(budget, min(SPARSE_UNTIL, 0.8 * config.sla.receive_deadline)),
             move_to=ep.move_to,
             # While a mailbox is away, a reconnect attempt at least every confirm_retry (its
             # backoff has up to 20 % jitter on top) tells its comeback that closely.
             reconnect_max=max(1.0, min(60.0, config.sla.confirm_retry / 1.2)),
             foreign_probe_max_age=config.agent.foreign_probe_max_age,
+            watch_junk=ep.watch_junk,
+            junk_folder=ep.junk_folder,
         )
         # The state callback is this watch's, not the account's: after a reload replaced it,
         # the old watcher's state goes nowhere; its arrivals still count until it hands over.
@@ -105,7 +118,7 @@ class Watchers:
             self._secret,
             self._on_arrival,
             lambda state: self._state(box[0], state),
-            awaited=lambda: self._books.inflight.awaited(box[0].routes),
+            awaited=lambda: self._awaited(box[0].routes),
             policy=policy,
             clock=self._clock.time,
             sleep=self._clock.sleep,
@@ -143,9 +156,19 @@ class Watchers:
         self._index()
         return started, stopped
 
+    def _awaited(self, routes: frozenset[str]) -> list[float]:
+        """Send times of what the watcher of ``routes`` waits for: probes, and test viruses
+        (they may land in the junk folder, which is checked only while something is awaited)."""
+        sent = self._books.inflight.awaited(routes)
+        if self._tests is not None:
+            sent += [t.sent_at for t in self._tests.pending.values() if t.route in routes]
+        return sent
+
     def _hooks(self, account: str) -> WatchHooks:
         metrics = self._metrics
+        commands = metrics.imap_commands.labels(account)
         return WatchHooks(
+            on_commands=commands.inc,
             on_reconnect=lambda reason: metrics.reconnects.labels(account, reason).inc(),
             on_unremoved=lambda stamp, why: metrics.unremoved.labels(account, why).inc(),
             on_foreign=lambda stamp, removed: metrics.foreign.labels(
@@ -187,10 +210,14 @@ class Watchers:
             )
 
     def _on_arrival(self, arrival: Arrival) -> None:
-        if self._tests is not None and self._tests.arrived(arrival):
-            return
+        if self._tests is not None:
+            if arrival.junked and self._tests.junked(arrival.stamp.probe_id, arrival.arrived_at):
+                return  # a test virus filed as spam: quarantined, not a mail sample
+            if self._tests.arrived(arrival):
+                return
         seen = Sighting(arrival.stamp.probe_id, arrival.arrived_at, arrival.internaldate,
-                        arrival.received, found_late=arrival.found_late)  # fmt: skip
+                        arrival.received, found_late=arrival.found_late, error=arrival.error,
+                        junked=arrival.junked)  # fmt: skip
         if self._books.arrival(seen) is None:
             self._metrics.unmatched.inc()
             log.info("probe id=%s route=%s arrived but was not in flight (sent %.3f)",

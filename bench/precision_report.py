@@ -18,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import peer_check
-from mailprobe.probes.imap import WatchPolicy
 
 MAILPROBE, PEER = "mailprobe", "check_email_delivery"
 TARGET = 0.1  # seconds: p99 absolute error at every injected delay
@@ -182,9 +181,13 @@ def _mix(counter: Counter[str], probes: int) -> str:
 
 
 def _fast_poll(age: float) -> float:
-    """mailprobe's NOOP interval at a probe's age, from the default WatchPolicy."""
+    """mailprobe's planned interval between looks at a probe's age, at the default budget."""
+    # Imported here: bench/polite_watch.py shares this module with mailprobe from before budgets.
+    from mailprobe.probes.imap import WatchPolicy
+    from mailprobe.probes.poll import plan
+
     pol = WatchPolicy()
-    return min(pol.fast_poll_max, max(pol.fast_poll_min, age * pol.fast_poll_factor))
+    return 2 * plan(pol.budget, pol.schedule, sparse=pol.sparse.count).half_width(age)
 
 
 def _error_table(samples: Sequence[Sample], tools: list[str], delays: list[float]) -> list[str]:

@@ -46,6 +46,7 @@ T = TypeVar("T")
 PHASE = "imap"
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 MAX_NUMBER = 2**32 - 1  # UIDs, UIDVALIDITY and UIDNEXT are 32-bit in IMAP (RFC 3501 section 4)
 
 
@@ -107,6 +108,8 @@ class ImapConnection:
         )
         self._transport: asyncio.BaseTransport | None = None
         self.uidvalidity: int | None = None
+        #: UIDNEXT the mailbox's SELECT reported: a message with this UID or above came after it.
+        self.uidnext_at_select: int | None = None
         self.cert_not_after: float | None = None
         self.commands = 0  # IMAP commands sent in this session (for cost figures)
 
@@ -317,6 +320,8 @@ class ImapConnection:
         blob = b" ".join(line for line in response.lines if isinstance(line, bytes))
         if m := _UIDVALIDITY.search(blob):
             self.uidvalidity = parse_number(m.group(1), "UIDVALIDITY")
+        m = _UIDNEXT.search(blob)
+        self.uidnext_at_select = parse_number(m.group(1), "UIDNEXT") if m else None
 
     def close(self) -> None:
         """Drop the connection at once (never reused after a timeout)."""

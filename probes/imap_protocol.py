@@ -12,6 +12,7 @@ reads it from `failure` once the connection is gone.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ LINE_OVERHEAD = 64
 #: The budget between two tagged responses, in multiples of the largest literal.
 BUDGET_FACTOR = 4
 _MAX_DIGITS = 10  # literal sizes and UIDs are 32-bit numbers in IMAP
+_SIZE = re.compile(rb"^\* (\d{1,10}) (EXISTS|EXPUNGE)$", re.IGNORECASE)
 
 
 def quoted(value: str) -> str:
@@ -57,6 +59,9 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self._greeted = False
         self._pieces: list[bytes] = []
         self._pieces_size = 0
+        #: Told of every untagged ``N EXISTS`` and ``N EXPUNGE``, whichever command is running
+        #: (aioimaplib hands an EXISTS that comes during SEARCH or FETCH to no one).
+        self.on_size: Callable[[bytes, int], None] | None = None
         self._sasl: _SaslExchange | None = None
         #: The error challenge of the last AUTHENTICATE (base64 of a JSON status), if any.
         self.sasl_challenge: bytes | None = None
@@ -188,6 +193,8 @@ class GuardedProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
             if self._greeted:
                 return None
             self._greeted = True
+        elif current_cmd is None and self.on_size is not None and (m := _SIZE.match(line)):
+            self.on_size(m.group(2), int(m.group(1)))
         return super()._handle_line(line, current_cmd)
 
     async def welcome(self, command: bytes) -> None:

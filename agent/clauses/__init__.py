@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mailprobe.agent.clauses.antispam import JunkedProbes
 from mailprobe.agent.clauses.antivirus import AntiVirus, AntiVirusDelay
 from mailprobe.agent.clauses.base import (
     AntivirusStats,
@@ -67,11 +68,10 @@ CLAUSES: tuple[Clause, ...] = (
     Webmail(),
     AntiVirus(),
     AntiVirusDelay(),
+    JunkedProbes(),
 )
 
 NOT_MEASURED = (
-    ("anti_spam", "Anti-spam (legitimate mail not blocked): probe mail landing in Junk is not "
-                  "watched by this agent yet"),
     ("spam_handling", "Spam handled within one working day: a support process, not measurable "
                       "from outside"),
     ("force_majeure", "Force majeure and customer-side faults: exclusions a person decides; "

@@ -133,6 +133,8 @@ class Figures:
     receive: DelayStats = DelayStats()
     webmail: WebmailStats = WebmailStats()
     antivirus: AntivirusStats = AntivirusStats()
+    junk_watched: int = 0  # probes delivered while the junk folder was watched too
+    junked: int = 0  # of those, the ones filed into the junk folder
 
     @property
     def partial(self) -> bool:

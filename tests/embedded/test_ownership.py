@@ -72,7 +72,7 @@ async def test_foreign_probe_is_left_alone_and_reported_once(
     """Another agent's fresh probe stays in the mailbox and is announced once, not per rescan."""
     stamp, raw = probe(agent="agent-b", sent_at=time.time())
     await shared_box.deliver(BOX, raw)
-    caplog.set_level(logging.INFO, logger="mailprobe.probes.imap")
+    caplog.set_level(logging.INFO, logger="mailprobe.probes")
     async with watching(endpoint(shared_box), policy=POLICY, agent_id="agent-a") as (w, rec, _):
         await wait_until(lambda: w.foreign_seen == 1, 5, "the foreign probe")
         for i in range(3):  # rescans, with probes of its own coming and going

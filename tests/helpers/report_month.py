@@ -104,7 +104,9 @@ def _probe(rng: random.Random, route: str, sent: float) -> Probe:
     if delay > 3600.0:
         probe = probe.overdue(sent + 3600.0).past_maximum(sent + 3600.0)
     split = None if found_late else delay * rng.uniform(0.3, 0.6)
-    arrived = probe.arrive(sent + delay, found_late=found_late)
+    # Seen in the inbox, the junk folder watched too; a measured arrival has its bound.
+    bound = None if found_late else max(0.022, 0.019 * delay)
+    arrived = probe.arrive(sent + delay, found_late=found_late, error=bound, junked=False)
     return replace(arrived, send_delay_seconds=split,
                    receive_delay_seconds=None if split is None else delay - split)  # fmt: skip
 

@@ -13,12 +13,15 @@ from mailprobe.probes.errors import REASONS, ProbeError
 from mailprobe.probes.imap import Arrival, MailboxWatcher, WatchHooks, WatchPolicy
 from mailprobe.probes.imap_session import ImapEndpoint
 from mailprobe.probes.message import ProbeStamp, build_probe, new_probe_id
+from mailprobe.probes.poll import Schedule
 from mailprobe.probes.tls import client_context
 from tests.helpers.configs import SECRET
 from tests.helpers.waits import wait_until
 
 #: Short bounds so the whole hostile suite runs in seconds.
-FAST = WatchPolicy(reconnect_min=0.05, reconnect_max=0.4, idle_refresh=5.0, fast_window=5.0)
+FAST = WatchPolicy(
+    reconnect_min=0.05, reconnect_max=0.4, idle_refresh=5.0, schedule=Schedule(window=5.0)
+)
 USER = "probe@hostile.test"
 
 

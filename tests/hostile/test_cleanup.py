@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from mailprobe.probes.imap import WatchPolicy
+from mailprobe.probes.poll import Schedule
 from tests.helpers.waits import wait_until
 
 from .harness import FAST, plain_endpoint, probe, watching
@@ -66,7 +67,7 @@ async def test_reconnects_warn_again_once_each_session(caplog: pytest.LogCapture
 async def test_foreign_probes_are_fetched_once_across_reconnects() -> None:
     """Another agent's probe is fetched once per UIDVALIDITY, not at every reconnect."""
     server = ByeAfterSelect([probe(agent="agent-b")[1]])
-    policy = WatchPolicy(reconnect_min=0.02, reconnect_max=0.05, fast_window=0.0)
+    policy = WatchPolicy(reconnect_min=0.02, reconnect_max=0.05, schedule=Schedule(window=0.0))
     async with (
         server,
         watching(plain_endpoint(server.port), policy=policy, agent_id="agent-a") as (

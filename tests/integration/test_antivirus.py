@@ -72,15 +72,21 @@ async def _tested(agent: Agent) -> AntivirusTest:
 @pytest.mark.parametrize(
     ("mode", "outcome"),
     [("reject", Outcome.REFUSED), ("strip", Outcome.STRIPPED), ("replace", Outcome.REPLACED),
-     ("off", Outcome.INTACT)],
+     ("off", Outcome.INTACT), ("quarantine", Outcome.QUARANTINED)],
 )  # fmt: skip
 async def test_each_scanning_outcome_is_recorded(
     scanning: MailStack, agent: Agent, mode: str, outcome: Outcome
 ) -> None:
-    """What ClamAV (or nothing) did to the test virus is the outcome the agent records."""
+    """What ClamAV (or nothing) did to the test virus is the outcome the agent records; one
+    filed into Junk (ClamAV's verdict, the Sieve rule) is found there by the junk watch and
+    removed."""
     await asyncio.to_thread(scanning.antivirus, mode)
     test = await _tested(agent)
     assert test.outcome is outcome, test
+    if outcome is Outcome.QUARANTINED:
+        needle = test.probe_id.encode()
+        assert not scanning.delivered("alice@probe.test", needle, folder=scanning.junk_folder)
+        assert not scanning.delivered("alice@probe.test", needle)
     if outcome is Outcome.REFUSED:
         assert test.reply_code is not None
         assert test.reply_code >= 500

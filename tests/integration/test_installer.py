@@ -34,7 +34,7 @@ RC_DIRS = [Path(f"/etc/rc{level}.d") for level in (*"0123456", "S")]
 SERVICES = ("postfix", "dovecot")
 # Small, no daemon, no maintainer scripts worth the name: something for the installer to do.
 HARMLESS = "hello"
-DEFAULT_PACKAGES = "postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl inotify-tools"
+DEFAULT_PACKAGES = "postfix dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve openssl inotify-tools"
 _HOST = "127.0.0.1"
 _DEADLINE = 15.0
 

@@ -6,7 +6,8 @@ day's database): clamd loads one custom signature, written at start from the EIC
 probe sends (`mailprobe.probes.antivirus.eicar`), as an .ndb body signature that matches the
 file anywhere in a scanned part. Modes, switched on the stack's submission listeners only
 (`MailStack.antivirus(mode)`): `off` (delivered intact), `reject` (clamav-milter: `OnInfected
-Reject`, 5.7.1 at the end of DATA), `strip` and `replace` (tests/mailstack/av_filter.py).
+Reject`, 5.7.1 at the end of DATA), `strip`, `replace` and `quarantine` (filed into Junk by the
+stack's Sieve rule) (tests/mailstack/av_filter.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from tests.mailstack.process import MailStackError, signal_group, stop_group, wa
 CLAMD = "/usr/sbin/clamd"
 MILTER = "/usr/sbin/clamav-milter"
 FILTER = Path(__file__).with_name("av_filter.py")
-MODES = ("off", "reject", "strip", "replace")
+FILTER_MODES = ("strip", "replace", "quarantine")  # through av_filter.py
+MODES = ("off", "reject", "strip", "replace", "quarantine")
 
 
 def missing() -> str | None:
@@ -111,9 +113,9 @@ class ClamAV:
 
 
 def master_cf_transports(clamav_socket: Path, filter_script: Path, smtp_port: int) -> str:
-    """The pipe transports of the strip and replace modes."""
+    """The pipe transports of the content filter's modes."""
     out = ""
-    for mode in ("strip", "replace"):
+    for mode in FILTER_MODES:
         out += (
             f"mailstack-{mode} unix - n n - 4 pipe flags=Rq user=nobody "
             f"argv=/usr/bin/python3 {filter_script} {mode} {clamav_socket} {smtp_port} "
@@ -127,7 +129,7 @@ def settings(mode: str, clamav: ClamAV | None) -> dict[str, str]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     milters = clamav.milter if mode == "reject" and clamav is not None else ""
-    content = f"mailstack-{mode}:dummy" if mode in ("strip", "replace") else ""
+    content = f"mailstack-{mode}:dummy" if mode in FILTER_MODES else ""
     return {"mailstack_milters": milters, "mailstack_content_filter": content}
 
 

@@ -1,9 +1,11 @@
-"""Postfix pipe content filter of the test stack: removes or replaces attachments ClamAV flags.
+"""Postfix pipe content filter of the test stack: removes, replaces or quarantines what ClamAV flags.
 
 Run by Postfix's pipe(8) as `nobody` with the system Python (standard library only):
 `av_filter.py MODE CLAMD_SOCKET SMTP_PORT SENDER -- RECIPIENT...`. Every attachment is scanned by
 clamd (INSTREAM over its Unix socket); an infected one is removed (MODE `strip`) or replaced by a
-short notice (MODE `replace`), and the message is handed back to the stack's plain SMTP port,
+short notice (MODE `replace`), or left as it is with the stack's junk header added, so the
+Sieve rule files the message into Junk (MODE `quarantine`, as a provider that quarantines
+infected mail in the spam folder does), and the message is handed back to the stack's plain SMTP port,
 which has no filter. Exit 75 (EX_TEMPFAIL) when scanning fails, so Postfix retries.
 """
 
@@ -17,6 +19,8 @@ import sys
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 
+JUNK_HEADER = "X-Mailprobe-Junk"
+"""Mail carrying this header with `yes` is filed into Junk by the stack's Sieve rule."""
 NOTICE = "The attachment {name} contained a virus and was removed by the mail service.\n"
 
 
@@ -47,8 +51,10 @@ def _attachment(part: Message) -> bool:
     )
 
 
-def clean(msg: Message, mode: str, path: str) -> None:
-    """Remove or replace the infected attachments of `msg`, in place."""
+def clean(msg: Message, mode: str, path: str) -> bool:
+    """Remove or replace the infected attachments of `msg`, in place (`quarantine`: keep them);
+    True when one was infected."""
+    found = False
     for container in list(msg.walk()):
         if not container.is_multipart():
             continue
@@ -58,12 +64,17 @@ def clean(msg: Message, mode: str, path: str) -> None:
             if not isinstance(data, bytes) or not infected(data, path):
                 kept.append(part)
                 continue
+            found = True
+            if mode == "quarantine":
+                kept.append(part)
+                continue
             if mode == "replace":
                 notice = EmailMessage()
                 notice.set_content(NOTICE.format(name=part.get_filename() or "(unnamed)"),
                                    disposition="attachment", filename="virus-removed.txt")  # fmt: skip
                 kept.append(notice)
         container.set_payload(kept)
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -71,7 +82,8 @@ def main(argv: list[str]) -> int:
     recipients = argv[argv.index("--") + 1 :]
     msg = email.message_from_binary_file(sys.stdin.buffer, policy=SMTP)
     try:
-        clean(msg, mode, path)
+        if clean(msg, mode, path) and mode == "quarantine":
+            msg[JUNK_HEADER] = "yes"
     except OSError as exc:
         print(f"av_filter: cannot scan: {exc}", file=sys.stderr)
         return 75

@@ -91,6 +91,11 @@ class Layout:
     def header_checks(self) -> Path:
         return self.postfix_config / "header_checks"
 
+    @property
+    def sieve_before(self) -> Path:
+        """The global Sieve script LMTP runs before delivering (files marked mail into Junk)."""
+        return self.root / "dovecot" / "before.sieve"
+
     def maildir(self, address: str) -> Path:
         """INBOX Maildir of a virtual user, matching dovecot's mail_location below."""
         local, _, domain = address.partition("@")
@@ -222,7 +227,11 @@ def dovecot_conf(
     vmail_gid: int,
     postmaster: str,
 ) -> str:
-    """A standalone dovecot.conf (no includes): IMAP on two ports, LMTP and auth for Postfix."""
+    """A standalone dovecot.conf (no includes): IMAP on two ports, LMTP and auth for Postfix.
+
+    Every mailbox has a Junk folder (SPECIAL-USE \\Junk, created on first use), and LMTP runs
+    the stack's Sieve script first, which files mail carrying the junk header there.
+    """
     private = layout.spool / "private"
     return f"""\
 protocols = imap lmtp
@@ -292,8 +301,30 @@ service auth {{
     group = postfix
   }}
 }}
+namespace inbox {{
+  inbox = yes
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = create
+  }}
+}}
 protocol lmtp {{
   postmaster_address = {postmaster}
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve_before = {layout.sieve_before}
+}}
+"""
+
+
+def sieve_script(junk_header: str) -> str:
+    """Mail whose ``junk_header`` is ``yes`` goes to Junk, as a provider's spam filter would."""
+    return f"""\
+require ["fileinto", "mailbox"];
+if header :is "{junk_header}" "yes" {{
+  fileinto :create "Junk";
+  stop;
 }}
 """
 

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Install what the integration mail stack needs (Debian 12, root): Postfix, Dovecot, openssl, ClamAV
-# (clamd and clamav-milter, for the anti-virus tests; no signature download: they use their own),
-# inotify-tools and a "vmail" user owning the virtual mailboxes.
+# Install what the integration mail stack needs (Debian 12, root): Postfix, Dovecot (with
+# Pigeonhole Sieve, for the junk-folder rule), openssl, ClamAV (clamd and clamav-milter, for the
+# anti-virus tests; no signature download: they use their own), inotify-tools and a "vmail" user
+# owning the virtual mailboxes.
 # Idempotent and quick when everything is present. Starts, stops, restarts, enables and disables
 # nothing: packages go in through apt-missing.sh (only what is missing, service actions
 # forbidden while it runs), so a Postfix or Dovecot already running here keeps running, with the
@@ -13,7 +14,7 @@
 set -eu
 
 HERE=$(dirname "$0")
-PACKAGES=${MAILSTACK_PACKAGES:-"postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl inotify-tools clamav-daemon clamav-milter"}
+PACKAGES=${MAILSTACK_PACKAGES:-"postfix dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve openssl inotify-tools clamav-daemon clamav-milter"}
 MAILNAME="mailprobe.invalid"
 VMAIL_USER="vmail"
 

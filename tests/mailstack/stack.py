@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.mailstack import antivirus, config
+from tests.mailstack.av_filter import JUNK_HEADER
 from tests.mailstack.files import make_maildirs, make_queue_dirs, write_postfix_file
 from tests.mailstack.maildir import deliver_file
 from tests.mailstack.process import (
@@ -42,6 +43,7 @@ POSTSUPER = "/usr/sbin/postsuper"
 POSTQUEUE = "/usr/sbin/postqueue"
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
+SIEVEC = "/usr/bin/sievec"  # Pigeonhole (Debian dovecot-sieve): the junk rule
 VMAIL_USER = "vmail"
 INSTALL_HINT = "run `bash tests/mailstack/install.sh` as root"
 
@@ -71,7 +73,7 @@ def missing_prerequisites() -> str | None:
     """Why the stack cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the mail stack needs root"
-    for binary in (POSTFIX, POSTSUPER, POSTQUEUE, DOVECOT, DOVEADM):
+    for binary in (POSTFIX, POSTSUPER, POSTQUEUE, DOVECOT, DOVEADM, SIEVEC):
         if not Path(binary).exists():
             return f"{binary} is missing: {INSTALL_HINT}"
     try:
@@ -100,6 +102,9 @@ class MailStack:
     domain = "probe.test"
     other_domain = "other.test"
     hold_header = "X-Mailprobe-Hold"
+    #: Mail with this header set to ``yes`` is filed into the recipient's Junk folder (Sieve).
+    junk_header = JUNK_HEADER  # the content filter's quarantine mode sets it too
+    junk_folder = "Junk"
     #: Accepted by Postfix but unknown to Dovecot: mail to it bounces back to the sender.
     bounce_address = "ghost@probe.test"
     #: The `iss` of the tokens Dovecot accepts (a name only: Dovecot never connects to it).
@@ -232,6 +237,9 @@ class MailStack:
                 vmail.pw_uid, vmail.pw_gid, f"postmaster@{self.domain}",
             )
         )  # fmt: skip
+        layout.sieve_before.write_text(config.sieve_script(self.junk_header))
+        # Compiled now, as root, next to the script: LMTP (as vmail) only reads the binary.
+        run(SIEVEC, "-c", str(layout.dovecot_config), str(layout.sieve_before))
         layout.dovecot_users.write_text(
             "".join(f"{address}:{password}\n" for address, password in self.users.items())
         )
@@ -471,9 +479,13 @@ class MailStack:
         vmail = pwd.getpwnam(VMAIL_USER)
         return deliver_file(root, data, flags, vmail.pw_uid, vmail.pw_gid)
 
-    def delivered(self, address: str, needle: bytes) -> list[Path]:
-        """Message files in the INBOX of `address` (new/ and cur/) that contain `needle`."""
+    def delivered(self, address: str, needle: bytes, folder: str = "INBOX") -> list[Path]:
+        """Message files in a folder of `address` (new/ and cur/) that contain `needle`."""
         root = self.maildir(address)
+        if folder.upper() != "INBOX":
+            root = root / f".{folder}"
+            if not root.exists():
+                return []
         files = [*(root / "new").iterdir(), *(root / "cur").iterdir()]
         return [path for path in files if _contains(path, needle)]
 

@@ -27,7 +27,7 @@ def figures(**changes: object) -> Figures:
         "period_seconds": MONTH, "month_seconds": MONTH, "observed_seconds": MONTH,
         "down_seconds": 0.0, "maintenance_seconds": 0.0, "year_days": 365,
         "year_observed_days": 365, "year_failure_days": 0, "year_observed_percent": 100.0,
-        "delivery": DelayStats(100, 5.0, 30.0, 0),
+        "delivery": DelayStats(100, 5.0, 30.0, 0), "junk_watched": 100, "junked": 0,
     }  # fmt: skip
     base.update(changes)
     return Figures(**base)  # type: ignore[arg-type]
@@ -239,3 +239,38 @@ def test_the_registry_defines_each_clause_once_with_a_remedy_for_its_group() -> 
     assert targets["maintenance"] == 100 * 60
     assert targets["delivery_delay_average"] == 60.0
     assert {key for key, _ in NOT_MEASURED} >= {"spam_handling", "force_majeure"}
+
+
+def test_one_probe_filed_as_spam_breaches_anti_spam_and_waives_the_fee() -> None:
+    """Legitimate mail in the junk folder: breached at once, the monthly fee owed, nothing else."""
+    sla = SlaConfig.model_validate({"compensation": {"monthly_fee": 250, "currency": "EUR"}})
+    results = evaluate(figures(junked=1), sla, Scope.ACCOUNT)
+    spam = next(r for r in results if r.clause == "anti_spam")
+    assert (spam.verdict, spam.measured, spam.limit) == (Verdict.BREACHED, 1.0, 0.0)
+    assert "1 of 100 delivered probes filed into the junk folder" in spam.detail
+    owed = remedies(results, sla, "2026-11", 30)
+    assert [(o.kind, o.clauses, o.amount) for o in owed.owed] == [
+        (RemedyKind.FEE_WAIVED, ("anti_spam",), 250.0)
+    ]
+    assert {r.clause for r in results if r.verdict is Verdict.BREACHED} == {"anti_spam"}
+
+
+def test_anti_spam_is_undecided_without_a_watched_junk_folder() -> None:
+    """No probe arrived while the junk folder was watched: no verdict, and what would decide it."""
+    spam = by_id("anti_spam").judge(figures(junk_watched=0), SlaConfig(), Scope.ROUTE)
+    assert spam is not None
+    assert spam.verdict is Verdict.NOT_ENOUGH_DATA
+    assert "junk_folder" in spam.needed
+
+
+def test_probes_in_junk_within_the_allowance_keep_the_clause() -> None:
+    """junked_allowed 2 and two probes in the junk folder: kept; a third would breach."""
+    sla = SlaConfig(junked_allowed=2)
+    assert verdicts(sla, figures(junked=2))["anti_spam"] is Verdict.KEPT
+    assert verdicts(sla, figures(junked=3))["anti_spam"] is Verdict.BREACHED
+
+
+def test_anti_spam_is_no_longer_listed_as_not_measured() -> None:
+    """The clause registry measures it now."""
+    assert "anti_spam" not in {key for key, _ in NOT_MEASURED}
+    assert by_id("anti_spam").group == "anti_spam"

@@ -147,3 +147,32 @@ def test_duration_format_round_trips() -> None:
     """Formatting gives back what the config would say."""
     for seconds in (1, 59, 60, 3600, 5400, 86400 + 61):
         assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_the_imap_command_budget_defaults_to_the_self_hosted_one(files: dict[str, Path]) -> None:
+    """No budget keys: 150 commands a probe and 300 a minute; the junk folder is looked for."""
+    imap = load_config(files["good"]).accounts["probe"].imap
+    assert imap is not None
+    assert (imap.max_commands_per_probe, imap.max_commands_per_minute) == (150, 300)
+    assert (imap.watch_junk, imap.junk_folder) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ("max_commands_per_probe: 5", "accounts.probe.imap.max_commands_per_probe"),
+        ("max_commands_per_minute: true", "accounts.probe.imap.max_commands_per_minute"),
+        ("junk_folder: INBOX", "junk_folder: must be another folder than mailbox and move_to"),
+    ],
+)
+def test_a_bad_budget_or_junk_folder_names_its_key(
+    files: dict[str, Path], tmp_path: Path, keys: str, problem: str
+) -> None:
+    """Too small a budget, a flag for a number, the inbox as junk folder: refused by key path."""
+    # The imap line is the only one with password_file: the keys go into the imap section.
+    text = files["good"].read_text().replace("password_file:", f"{keys}, password_file:", 1)
+    path = tmp_path / "budget.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert any(problem in line for line in err.value.problems), err.value.problems

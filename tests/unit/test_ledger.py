@@ -63,7 +63,7 @@ def test_every_field_of_a_probe_comes_back_as_it_was_stored(tmp_path: Path) -> N
         delay_seconds=4200.0, reply_code=250, phases={"smtp_connect": 0.1, "delivery": 4199.5},
         internaldate=4299.0, received=("from a by b", "from c by d"), send_delay_seconds=1.25,
         receive_delay_seconds=2.5, clock_skew_seconds=0.75, found_late=True, overdue_at=3700.0,
-        lost_at=None, over_max_at=3700.0,
+        lost_at=None, over_max_at=3700.0, arrival_error_seconds=0.021, junked=True,
     )  # fmt: skip
     with Ledger.open(tmp_path / "l.db") as ledger:
         ledger.record(probe)
@@ -74,6 +74,19 @@ def test_every_field_of_a_probe_comes_back_as_it_was_stored(tmp_path: Path) -> N
         ledger.record(failed)
         assert ledger.probe("p2") == failed
     assert set(PROBE_FIELDS) == set(Probe.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("junked", [True, False, None])
+def test_junked_keeps_all_three_answers(tmp_path: Path, junked: bool | None) -> None:
+    """In the junk folder, in the inbox with the junk folder watched, or not known: all kept."""
+    probe = Probe("p1", "a", Status.OK, 1.0, accepted_at=1.0, arrived_at=2.0, delay_seconds=1.0,
+                  junked=junked)  # fmt: skip
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        ledger.record(probe)
+        stored = ledger.probe("p1")
+        assert stored is not None
+        assert stored.junked is junked
+        assert ledger.counts()[("a", "junked")] == (1 if junked else 0)
 
 
 def test_status_only_moves_forward_and_a_lost_probe_may_still_arrive(tmp_path: Path) -> None:

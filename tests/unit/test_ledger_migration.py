@@ -1,4 +1,5 @@
-"""A ledger written by mailprobe 0.1 (schema 1) opens under this version with nothing lost."""
+"""Ledgers of older schemas open under this version with nothing lost: mailprobe 0.1 (schema 1),
+and schema 2 (before arrival error bounds and the junk folder)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,135 @@ def test_a_report_refuses_a_ledger_not_yet_upgraded(tmp_path: Path) -> None:
     _schema_1_ledger(path)
     with pytest.raises(sqlite3.DatabaseError, match="start `mailprobe run` once"):
         Ledger.open_readonly(path)
+
+
+# The schema 2 created (before error bounds and the junk folder), verbatim.
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS probes (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    accepted_at REAL,
+    arrived_at REAL,
+    delay_seconds REAL,
+    phase TEXT,
+    reason TEXT,
+    reply_code INTEGER,
+    phases TEXT NOT NULL DEFAULT '{}',
+    internaldate REAL,
+    received TEXT NOT NULL DEFAULT '[]',
+    send_delay_seconds REAL,
+    receive_delay_seconds REAL,
+    clock_skew_seconds REAL,
+    found_late INTEGER NOT NULL DEFAULT 0,
+    overdue_at REAL,
+    lost_at REAL,
+    over_max_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS probes_sent_at ON probes (sent_at);
+CREATE INDEX IF NOT EXISTS probes_open ON probes (status) WHERE status IN ('sent', 'overdue', 'lost');
+CREATE INDEX IF NOT EXISTS probes_over_max ON probes (over_max_at) WHERE over_max_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    at REAL NOT NULL,
+    UNIQUE (route, check_name, state, at)
+);
+CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+CREATE TABLE IF NOT EXISTS mailbox (
+    id INTEGER PRIMARY KEY,
+    route TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    at REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    UNIQUE (route, state, at)
+);
+CREATE INDEX IF NOT EXISTS mailbox_at ON mailbox (at);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    stopped_at REAL
+);
+CREATE TABLE IF NOT EXISTS baseline (
+    route TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (route, check_name, kind)
+);
+"""
+
+
+# What schema 3 added to 2, verbatim: two tables, no column.
+SCHEMA_3_TABLES = """
+CREATE TABLE IF NOT EXISTS webmail (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    reason TEXT,
+    phase TEXT,
+    status_code INTEGER,
+    redirects INTEGER NOT NULL DEFAULT 0,
+    cert_not_after REAL,
+    phases TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (check_name, at)
+);
+CREATE INDEX IF NOT EXISTS webmail_at ON webmail (at);
+CREATE TABLE IF NOT EXISTS antivirus (
+    probe_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at REAL,
+    reply_code INTEGER,
+    detail TEXT NOT NULL DEFAULT '',
+    follow_up TEXT
+);
+CREATE INDEX IF NOT EXISTS antivirus_sent_at ON antivirus (sent_at);
+"""
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_ledger_before_schema_4_is_upgraded_with_bounds_and_junk_unknown(
+    tmp_path: Path, version: int
+) -> None:
+    """Every row and count kept; its probes' error bound and junk answer are unknown (None),
+    none counted junked; new records keep both; the schema says 4."""
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_2 + (SCHEMA_3_TABLES if version == 3 else ""))
+    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(version),))
+    conn.execute("INSERT INTO runs (started_at, last_seen, stopped_at) VALUES (0, 900, 900)")
+    conn.execute(
+        "INSERT INTO probes (probe_id, route, status, sent_at, accepted_at, arrived_at, "
+        "delay_seconds, phases, received, found_late, updated_at) VALUES "
+        "('old', 'a', 'ok', 100.0, 100.1, 100.5, 0.5, '{}', '[]', 0, 100.5)"
+    )
+    conn.commit()
+    conn.close()
+    with Ledger.open(path) as ledger:
+        old = ledger.probe("old")
+        assert old is not None
+        assert (old.status, old.delay_seconds) == (Status.OK, 0.5)
+        assert (old.arrival_error_seconds, old.junked) == (None, None)
+        assert ledger.counts()[("a", "received")] == 1
+        assert ledger.counts()[("a", "junked")] == 0
+        new = Probe("new", "a", Status.OK, 200.0, accepted_at=200.1, arrived_at=200.4,
+                    delay_seconds=0.4, arrival_error_seconds=0.02, junked=True)  # fmt: skip
+        ledger.record(new)
+        assert ledger.probe("new") == new
+        assert ledger.counts()[("a", "junked")] == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "4"
 
 
 def test_a_ledger_from_before_vantages_gains_the_vantage_row_and_keeps_the_rest(

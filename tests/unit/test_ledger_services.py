@@ -16,7 +16,8 @@ from mailprobe.agent.webmail_sample import WebmailSample
 
 
 def _schema_2(path: Path) -> None:
-    """A ledger as schema 2 left it: this schema without the two new tables, version 2."""
+    """A ledger as schema 2 left it: this schema without the two tables of 3 and the two probe
+    columns of 4, version 2."""
     with Ledger.open(path) as ledger:
         ledger.started(100.0)
         ledger.record(Probe("a" * 32, "r", Status.SENT, 100.0, accepted_at=100.1))
@@ -24,18 +25,20 @@ def _schema_2(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(
         "DROP TABLE webmail; DROP TABLE antivirus; UPDATE meta SET value = '2' WHERE key = 'schema';"
+        "ALTER TABLE probes DROP COLUMN arrival_error_seconds; ALTER TABLE probes DROP COLUMN junked;"
     )
     conn.close()
 
 
 def test_a_schema_2_ledger_gains_the_new_tables_with_nothing_lost(tmp_path: Path) -> None:
-    """Opening upgrades 2 -> 3 in place: probes and transitions stay, webmail rows can be added."""
+    """Opening upgrades 2 -> 3 -> 4 in place: probes and transitions stay, webmail rows can be
+    added."""
     path = tmp_path / "l.db"
     _schema_2(path)
     with pytest.raises(sqlite3.DatabaseError, match="schema 2"):
         Ledger.open_readonly(path)  # a report never upgrades
     with Ledger.open(path) as ledger:
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         assert ledger.probe("a" * 32) is not None
         assert ledger.transitions() == [Transition("r", Check.SEND, False, 101.0)]
         assert ledger.record_webmail(WebmailSample("w", 200.0, "http", True, 0.5))

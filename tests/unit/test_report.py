@@ -157,8 +157,9 @@ def test_a_breach_is_certain_even_when_coverage_is_below_the_floor(tmp_path: Pat
 
 def _probe(pid: str, sent: float, delay: float | None, status: Status = Status.OK) -> Probe:
     arrived = None if delay is None else sent + delay
+    # Delivered into the inbox while the junk folder was watched too.
     return Probe(pid, "a", status, sent, accepted_at=sent + 0.5, arrived_at=arrived,
-                 delay_seconds=delay)  # fmt: skip
+                 delay_seconds=delay, junked=None if delay is None else False)  # fmt: skip
 
 
 def test_a_probe_delivered_after_70_minutes_counts_over_the_maximum(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
+from mailprobe.agent.budgets import DEFAULT
 from mailprobe.agent.checks import Check
 from mailprobe.agent.probe import Status
 from mailprobe.agent.report import Report, build_report
@@ -224,31 +225,32 @@ def test_the_page_prints_on_a4_with_page_breaks_and_no_dark_background(tmp_path:
 
 
 def test_the_page_states_the_precision_of_its_figures(tmp_path: Path) -> None:
-    """The arrival stamp's bound from the fast-poll policy, the measured p99, found-late probes,
-    coverage: all on the page."""
+    """How arrival is stamped and bounded, the month's bounds, the measured p99, the junk checks,
+    found-late probes, coverage: all on the page."""
     page = render_html(_report(tmp_path))
     section = html.unescape(
         page.split("<h2>Precision of the figures</h2>")[1].split("</section>")[0]
     )
-    assert "0.5 % of the probe's age, kept between 20 ms and 500 ms, for 2 min" in section
-    assert "at most 53 ms for delays up to 10 s, 99 ms at 20 s, 186 ms at 40 s" in section
+    assert "half the bracket's width is the error bound" in section
+    assert "so the bound is max(22 ms, 1.9 % of the delay)" in section
+    assert "In this period" in section
+    measured = ", ".join(f"{ms} ms at {delay}" for delay, ms in MEASURED_P99_MS)
+    assert f"at the default budget was {measured}" in section
+    assert "junk folder is found at the folder's next check" in section
     assert "flagged as found late" in section
     assert "Coverage: the agent observed 100.0000 % of the evaluated period" in section
 
 
 def test_the_stated_p99_is_the_committed_benchmark_result() -> None:
-    """MEASURED_P99_MS says what bench/results/ says, so the report never claims a stale bound."""
+    """MEASURED_P99_MS says what bench/results/ says at the default budget, so the report never
+    claims a stale figure."""
     root = Path(__file__).resolve().parents[2]
+    [name] = BENCH_FILES
+    text = (root / name).read_text()
+    lane = text.split(f"## self_hosted: {DEFAULT.per_probe} per probe")[1].split("\n## ")[0]
     found: dict[str, int] = {}
-    for name in BENCH_FILES:
-        for row in (root / name).read_text().splitlines():
-            cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
-            if len(cells) > 5 and (cells[0].endswith(" s") or cells[0] == "all"):
-                found[cells[0]] = int(cells[4])
-    # The short run's rows up to 10 s are stated as one figure: the largest of them.
-    short = max(found[k] for k in ("0 s", "0.5 s", "2 s", "5 s", "10 s"))
-    assert dict(MEASURED_P99_MS) == {
-        "up to 10 s": short,
-        "20 s": found["20 s"],
-        "40 s": found["40 s"],
-    }
+    for row in lane.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) > 5 and cells[0].endswith(" s"):
+            found[cells[0]] = int(cells[4])
+    assert dict(MEASURED_P99_MS) == found
