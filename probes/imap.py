@@ -236,6 +236,7 @@ class MailboxWatcher:
                 backoff = self.policy.reconnect_min
             delay = backoff * (1 + self._rng.random() * 0.2)
             backoff = min(backoff * 2, self.policy.reconnect_max)
+            _end_if_cancelled()
             self.reconnects[error.reason] += 1
             notify(self._hooks.on_reconnect, error.reason)
             await self._sleep(delay)
@@ -254,3 +255,11 @@ class MailboxWatcher:
 def session_ended() -> SessionLost:
     """The error of a session whose watch loop found the connection gone."""
     return SessionLost("IMAP session ended", phase=PHASE)
+
+
+def _end_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled: ``asyncio.wait_for`` can eat a cancel
+    (before Python 3.12) when the awaited connect fails at that moment."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
