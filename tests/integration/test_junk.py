@@ -7,6 +7,7 @@ the account's budget."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -139,7 +140,10 @@ def _assert_report(state: Path, config: Config, received: float) -> None:
     clauses = {c.clause: c for c in report.scopes[0].clauses}
     clause = clauses["anti_spam"]
     assert (clause.measured, clause.verdict) == (2.0, Verdict.BREACHED)
-    assert f"2 of {received:.0f} delivered probes filed into the junk folder" in clause.detail
+    # Of the probes delivered while the junk folder was watched: the three trips, and the
+    # scheduler's own probe when it was in time (not found at a reconnect, say).
+    assert re.search(rf"2 of [3-{received:.0f}] delivered probes filed into the junk folder",
+                     clause.detail), clause.detail  # fmt: skip
     assert clauses["disconnection"].measured == 0
     assert clauses["disconnection"].verdict is not Verdict.BREACHED
     assert not report.outages
